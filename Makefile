@@ -1,0 +1,48 @@
+# clipfoundry — every target sets itself up; see README.md.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export CLIPFOUNDRY_DATA_ROOT ?= $(CURDIR)/data
+export CLIPFOUNDRY_SAMPLE_WEB_PORT ?= 8765
+export NO_ALBUMENTATIONS_UPDATE := 1
+export WANDB_MODE := disabled
+export HF_HUB_OFFLINE := 1
+export DAGSTER_DISABLE_TELEMETRY := 1
+
+.PHONY: install demo ui test lint bench clean
+
+install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: infra/deploy/dagster.local.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp $< $@
+
+demo: install
+	CLIPFOUNDRY_PROFILE=demo $(PY) -m pipelines.demo
+
+ui: install
+	CLIPFOUNDRY_PROFILE=demo $(PY) -m pipelines.demo --serve-only & \
+	trap "kill $$! 2>/dev/null" EXIT; \
+	CLIPFOUNDRY_PROFILE=demo $(VENV)/bin/dagster dev -w workspace.yaml
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: install
+	$(PY) -m bench.run
+
+clean:
+	rm -rf data .dagster_home .clipfoundry

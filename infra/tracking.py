@@ -1,0 +1,112 @@
+"""MLflow tracking: one MLflow run per Dagster run, shared by every step of that run.
+
+Steps of one Dagster run may execute in separate processes (the multiprocess executor, one pod per step on
+Kubernetes), so there is no shared in-memory run handle. Each step finds the MLflow run tagged with its Dagster
+run id, creating it when none exists. Two steps racing to create it converge: after creating, a step re-reads
+all runs with that tag, adopts the oldest and deletes its own if it lost. The client API (``MlflowClient``) is
+used throughout, never the global ``mlflow.start_run`` state, so concurrent steps in one process cannot collide.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from ops.report import StageReport
+
+DAGSTER_RUN_TAG = "dagster.run_id"
+
+
+def default_tracking_uri(local_root: Path) -> str:
+    """A SQLite store under the data root: works offline with no server and shows in ``mlflow ui``."""
+    local_root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{local_root / 'mlflow.db'}"
+
+
+class Tracker:
+    """Thin wrapper over ``MlflowClient`` with the conventions every stage shares."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            try:
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifact_location)
+            except Exception:  # another process created it first
+                found = self.client.get_experiment_by_name(experiment)
+                if found is None:
+                    raise
+                self.experiment_id = found.experiment_id
+        else:
+            self.experiment_id = found.experiment_id
+
+    def __repr__(self) -> str:
+        return f"Tracker(experiment_id={self.experiment_id!r})"
+
+    def runs_for(self, dagster_run_id: str) -> list[Any]:
+        return list(
+            self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{DAGSTER_RUN_TAG}` = '{dagster_run_id}'",
+                order_by=["attributes.start_time ASC"],
+            )
+        )
+
+    def run_for(self, dagster_run_id: str, tags: Mapping[str, str], run_name: str | None = None) -> str:
+        """The MLflow run id for this Dagster run, created on first use (race-safe, see module docstring)."""
+        existing = self.runs_for(dagster_run_id)
+        if existing:
+            return _oldest(existing).info.run_id
+        all_tags = {DAGSTER_RUN_TAG: dagster_run_id, **tags}
+        mine = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
+        winner = _oldest(self.runs_for(dagster_run_id) or [mine])
+        if winner.info.run_id != mine.info.run_id:
+            self.client.delete_run(mine.info.run_id)
+        return winner.info.run_id
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log params once; MLflow refuses to change a param, so ones already set to the same value are skipped."""
+        current = self.client.get_run(run_id).data.params
+        fresh = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in current]
+        if fresh:
+            self.client.log_batch(run_id, params=fresh)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_report(self, run_id: str, report: StageReport, step: int = 0) -> None:
+        """Stage metrics as ``<stage>.<metric>`` plus the whole report as a JSON artifact per shard."""
+        self.log_metrics(run_id, {f"{report.stage}.{k}": v for k, v in report.metrics().items()}, step=step)
+        self.log_json(run_id, report.to_dict(), f"reports/{report.stage}/{report.shard}.json")
+
+    def log_json(self, run_id: str, obj: Any, artifact_file: str) -> None:
+        self.client.log_text(run_id, json.dumps(obj, indent=2, sort_keys=True, default=str), artifact_file)
+
+    def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
+        self.client.log_figure(run_id, figure, artifact_file)
+
+    def log_file(self, run_id: str, local_path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(local_path), artifact_path)
+
+    def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            path.write_bytes(data)
+            parent = str(Path(artifact_file).parent)
+            self.client.log_artifact(run_id, str(path), None if parent == "." else parent)
+
+
+def _oldest(runs: list[Any]) -> Any:
+    return min(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))

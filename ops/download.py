@@ -1,0 +1,254 @@
+"""download: fetch one shard's kept crawl pairs with img2dataset into a webdataset tar plus a ledger.
+
+img2dataset does the downloading exactly as DataComp runs it; this module only feeds it the shard's kept pairs
+and turns its per-row parquet into our ledger (every input uid kept, or dropped with a reason from
+``REASONS``). img2dataset writes into a private staging folder on local disk; the finished tar, ledger and stats
+are then published into the lake one file at a time (atomic on disk and on S3), the report last. A re-run starts
+from a fresh staging folder, so it is idempotent and never trips over img2dataset's own incremental state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tarfile
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from infra.lake import Lake
+from ops.report import StageReport
+
+REASONS = frozenset(
+    {
+        "http_client_error",
+        "http_server_error",
+        "timeout",
+        "connection_error",
+        "opt_out",
+        "not_an_image",
+        "image_too_small",
+        "image_too_large",
+        "bad_aspect_ratio",
+        "hash_mismatch",
+        "download_error",
+        "missing_from_downloader",
+    }
+)
+
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("key", pa.string()),
+        ("url", pa.string()),
+        ("kept", pa.bool_()),
+        ("reason", pa.string()),
+        ("error_message", pa.string()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("original_width", pa.int64()),
+        ("original_height", pa.int64()),
+        ("sha256", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    """img2dataset settings; the defaults are DataComp's (512 px, keep_ratio_largest, jpg, 2 retries)."""
+
+    image_size: int = 512
+    resize_mode: str = "keep_ratio_largest"
+    resize_only_if_bigger: bool = True
+    encode_format: str = "jpg"
+    encode_quality: int = 95
+    timeout: int = 10
+    retries: int = 2
+    thread_count: int = 64
+    min_image_size: int = 0
+    max_image_area: float = math.inf
+    max_aspect_ratio: float = math.inf
+    user_agent_token: str = "clipfoundry"
+    disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
+
+
+def paths(shard: str) -> dict[str, str]:
+    """Lake paths of one shard's download outputs."""
+    return {
+        "tar": f"download/{shard}.tar",
+        "ledger": f"download/{shard}.parquet",
+        "stats": f"download/{shard}_stats.json",
+        "report": f"download/{shard}.report.json",
+    }
+
+
+_HTTP = re.compile(r"HTTP Error (\d{3})")
+
+
+def classify_error(status: str | None, message: str | None) -> str:
+    """Map img2dataset's free-text error to our fixed reason vocabulary (the raw text is kept beside it)."""
+    msg = (message or "").lower()
+    if status == "success":
+        return ""
+    if m := _HTTP.search(message or ""):
+        return "http_server_error" if m.group(1).startswith("5") else "http_client_error"
+    if "x-robots-tag" in msg:
+        return "opt_out"
+    if "timed out" in msg or "timeout" in msg:
+        return "timeout"
+    if "image too small" in msg:
+        return "image_too_small"
+    if "area too large" in msg:
+        return "image_too_large"
+    if "aspect ratio" in msg:
+        return "bad_aspect_ratio"
+    if "hash mismatch" in msg:
+        return "hash_mismatch"
+    if status == "failed_to_resize" or "decod" in msg or "cannot identify" in msg:
+        return "not_an_image"
+    if "urlopen error" in msg or "connection" in msg or "remote end closed" in msg or "name or service" in msg:
+        return "connection_error"
+    return "download_error"
+
+
+def download_shard(lake: Lake, shard: str, config: DownloadConfig) -> StageReport:
+    """Download the kept pairs of ``crawl/<shard>.parquet`` and publish tar, ledger, stats and report."""
+    report = StageReport(stage="download", shard=shard)
+    with report.timed():
+        crawl = lake.read_parquet(f"crawl/{shard}.parquet", columns=["uid", "url", "text", "kept"])
+        todo = crawl.filter(pc.field("kept")).select(["uid", "url", "text"])
+        with tempfile.TemporaryDirectory(prefix=f"clipfoundry-download-{shard}-") as staging:
+            work = Path(staging)
+            out = _run_img2dataset(todo, work, config) if todo.num_rows else _empty_outputs(work)
+            ledger = _ledger(todo, pq.read_table(out["parquet"]))
+            report.count(ledger["kept"].to_pylist(), ledger["reason"].to_pylist())
+            members = _tar_members(out["tar"])
+            report.extra["tar_samples"] = members
+            report.extra["bytes"] = out["tar"].stat().st_size
+            target = paths(shard)
+            lake.put_file(out["tar"], target["tar"])
+            ledger_file = work / "ledger.parquet"
+            pq.write_table(ledger, ledger_file, compression="zstd")
+            lake.put_file(ledger_file, target["ledger"])
+            lake.put_file(out["stats"], target["stats"])
+    report.extra["config"] = json.dumps(asdict(config), default=str)
+    report.check()
+    lake.write_json(paths(shard)["report"], report.to_dict())
+    return report
+
+
+def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict[str, Path]:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    from img2dataset import download  # heavy import (albumentations, wandb): only when a shard has work
+
+    src = work / "input.parquet"
+    pq.write_table(todo.rename_columns(["uid", "url", "caption"]), src)
+    out_dir = work / "out"
+    download(
+        url_list=str(src),
+        input_format="parquet",
+        url_col="url",
+        caption_col="caption",
+        save_additional_columns=["uid"],
+        output_format="webdataset",
+        output_folder=str(out_dir),
+        processes_count=1,
+        thread_count=config.thread_count,
+        number_sample_per_shard=max(todo.num_rows, 1),
+        oom_shard_count=5,
+        image_size=config.image_size,
+        resize_mode=config.resize_mode,
+        resize_only_if_bigger=config.resize_only_if_bigger,
+        encode_format=config.encode_format,
+        encode_quality=config.encode_quality,
+        timeout=config.timeout,
+        retries=config.retries,
+        min_image_size=config.min_image_size,
+        max_image_area=config.max_image_area,
+        max_aspect_ratio=config.max_aspect_ratio,
+        user_agent_token=config.user_agent_token,
+        disallowed_header_directives=list(config.disallowed_header_directives),
+        compute_hash="sha256",
+        enable_wandb=False,
+        incremental_mode="incremental",
+    )
+    produced = {
+        "tar": out_dir / "00000.tar",
+        "parquet": out_dir / "00000.parquet",
+        "stats": out_dir / "00000_stats.json",
+    }
+    missing = [str(p) for p in produced.values() if not p.exists()]
+    if missing:
+        raise RuntimeError(f"img2dataset finished without writing {missing}; see its log above")
+    return produced
+
+
+def _empty_outputs(work: Path) -> dict[str, Path]:
+    """An empty shard still publishes a (valid, empty) tar, ledger and stats so downstream stages see it."""
+    work.mkdir(parents=True, exist_ok=True)
+    tar_path = work / "empty.tar"
+    with tarfile.open(tar_path, "w"):
+        pass
+    parquet = work / "empty.parquet"
+    pq.write_table(pa.table({"uid": pa.array([], pa.string())}), parquet)
+    stats = work / "empty_stats.json"
+    stats.write_text(json.dumps({"count": 0, "successes": 0, "failed_to_download": 0, "failed_to_resize": 0}))
+    return {"tar": tar_path, "parquet": parquet, "stats": stats}
+
+
+def _ledger(todo: pa.Table, produced: pa.Table) -> pa.Table:
+    """One row per input uid, in input order; uids img2dataset failed to report are dropped loudly, not lost."""
+    rows = {uid: i for i, uid in enumerate(produced["uid"].to_pylist())} if produced.num_rows else {}
+    cols = {
+        name: produced[name].to_pylist() if name in produced.column_names else None
+        for name in (
+            "key",
+            "status",
+            "error_message",
+            "width",
+            "height",
+            "original_width",
+            "original_height",
+            "sha256",
+        )
+    }
+    out: dict[str, list] = {f.name: [] for f in LEDGER_SCHEMA}
+    for uid, url in zip(todo["uid"].to_pylist(), todo["url"].to_pylist(), strict=True):
+        i = rows.get(uid)
+        out["uid"].append(uid)
+        out["url"].append(url)
+        if i is None:
+            out["kept"].append(False)
+            out["reason"].append("missing_from_downloader")
+            for name in (
+                "key",
+                "error_message",
+                "width",
+                "height",
+                "original_width",
+                "original_height",
+                "sha256",
+            ):
+                out[name].append(None)
+            continue
+        status = cols["status"][i] if cols["status"] else None
+        message = cols["error_message"][i] if cols["error_message"] else None
+        out["kept"].append(status == "success")
+        out["reason"].append(classify_error(status, message))
+        out["error_message"].append(message)
+        for name in ("key", "width", "height", "original_width", "original_height", "sha256"):
+            out[name].append(cols[name][i] if cols[name] else None)
+    return pa.Table.from_pydict(out, schema=LEDGER_SCHEMA)
+
+
+def _tar_members(tar_path: Path) -> int:
+    """Samples actually present in the tar (distinct keys), to check against the ledger's kept count."""
+    with tarfile.open(tar_path) as tf:
+        return len({Path(m.name).name.split(".", 1)[0] for m in tf.getmembers() if m.isfile()})

@@ -1,0 +1,23 @@
+import pytest
+
+from ops.download import REASONS, classify_error
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "reason"),
+    [
+        ("success", None, ""),
+        ("failed_to_download", "HTTP Error 404: Not Found", "http_client_error"),
+        ("failed_to_download", "HTTP Error 503: Service Unavailable", "http_server_error"),
+        ("failed_to_download", "The read operation timed out", "timeout"),
+        ("failed_to_download", "<urlopen error [Errno 111] Connection refused>", "connection_error"),
+        ("failed_to_download", "Use of image disallowed by X-Robots-Tag directive", "opt_out"),
+        ("failed_to_resize", "Image decoding error", "not_an_image"),
+        ("failed_to_resize", "image too small", "image_too_small"),
+        ("failed_to_resize", "aspect ratio too large", "bad_aspect_ratio"),
+        ("failed_to_download", "something new", "download_error"),
+    ],
+)
+def test_errors_map_to_the_fixed_vocabulary(status, message, reason):
+    assert classify_error(status, message) == reason
+    assert reason == "" or reason in REASONS
