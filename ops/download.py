@@ -23,11 +23,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from infra.lake import Lake
+from ops.layout import report_path, table_path
 from ops.report import StageReport
 
 REASONS = frozenset(
     {
         "http_client_error",
+        "redirect_error",
         "http_server_error",
         "timeout",
         "connection_error",
@@ -82,9 +84,9 @@ def paths(shard: str) -> dict[str, str]:
     """Lake paths of one shard's download outputs."""
     return {
         "tar": f"download/{shard}.tar",
-        "ledger": f"download/{shard}.parquet",
+        "ledger": table_path("download", shard),
         "stats": f"download/{shard}_stats.json",
-        "report": f"download/{shard}.report.json",
+        "report": report_path("download", shard),
     }
 
 
@@ -97,7 +99,7 @@ def classify_error(status: str | None, message: str | None) -> str:
     if status == "success":
         return ""
     if m := _HTTP.search(message or ""):
-        return "http_server_error" if m.group(1).startswith("5") else "http_client_error"
+        return {"3": "redirect_error", "5": "http_server_error"}.get(m.group(1)[0], "http_client_error")
     if "x-robots-tag" in msg:
         return "opt_out"
     if "timed out" in msg or "timeout" in msg:
@@ -121,7 +123,7 @@ def download_shard(lake: Lake, shard: str, config: DownloadConfig) -> StageRepor
     """Download the kept pairs of ``crawl/<shard>.parquet`` and publish tar, ledger, stats and report."""
     report = StageReport(stage="download", shard=shard)
     with report.timed():
-        crawl = lake.read_parquet(f"crawl/{shard}.parquet", columns=["uid", "url", "text", "kept"])
+        crawl = lake.read_parquet(table_path("crawl", shard), columns=["uid", "url", "text", "kept"])
         todo = crawl.filter(pc.field("kept")).select(["uid", "url", "text"])
         with tempfile.TemporaryDirectory(prefix=f"clipfoundry-download-{shard}-") as staging:
             work = Path(staging)

@@ -9,6 +9,11 @@ from ops.download import REASONS, classify_error
         ("success", None, ""),
         ("failed_to_download", "HTTP Error 404: Not Found", "http_client_error"),
         ("failed_to_download", "HTTP Error 503: Service Unavailable", "http_server_error"),
+        (
+            "failed_to_download",
+            "HTTP Error 302: The HTTP server returned a redirect error that would lead to an infinite loop.",
+            "redirect_error",
+        ),
         ("failed_to_download", "The read operation timed out", "timeout"),
         ("failed_to_download", "<urlopen error [Errno 111] Connection refused>", "connection_error"),
         ("failed_to_download", "Use of image disallowed by X-Robots-Tag directive", "opt_out"),

@@ -1,0 +1,49 @@
+"""Blocking asset checks: the books of each per-shard stage must balance before anything downstream runs.
+
+Each check re-reads what the stage wrote to the lake (table, report, and for download the tar itself) and asks
+``ops.ledger`` for problems; the asset reports the result through its ``check_specs``.
+"""
+
+from __future__ import annotations
+
+from dagster import AssetCheckSpec
+
+from infra.lake import Lake
+from ops import download as download_op
+from ops.crawl import PAIR_REASONS
+from ops.layout import report_path, table_path
+from ops.ledger import check_ledger, kept_uids
+from ops.report import StageReport
+
+ROWS_CONSERVED = "rows_conserved"
+
+
+def conservation_spec(asset: str) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        ROWS_CONSERVED,
+        asset=asset,
+        blocking=True,
+        description="rows in = rows kept + rows dropped, every drop has a reason from the stage's vocabulary",
+    )
+
+
+def crawl_problems(lake: Lake, shard: str, _report: StageReport) -> list[str]:
+    written = StageReport.from_dict(lake.read_json(report_path("crawl", shard)))
+    table = lake.read_parquet(table_path("crawl", shard), columns=["uid", "kept", "reason"])
+    problems = check_ledger(table, PAIR_REASONS, report=written)
+    extra = written.extra
+    failed = sum(v for k, v in extra.items() if k.startswith("records_failed."))
+    if extra.get("records_in", 0) != extra.get("records_used", 0) + extra.get("records_ignored", 0) + failed:
+        problems.append("records in != used + ignored + failed")
+    return problems
+
+
+def download_problems(lake: Lake, shard: str, _report: StageReport) -> list[str]:
+    paths = download_op.paths(shard)
+    written = StageReport.from_dict(lake.read_json(paths["report"]))
+    upstream = lake.read_parquet(table_path("crawl", shard), columns=["uid", "kept"])
+    table = lake.read_parquet(paths["ledger"], columns=["uid", "kept", "reason"])
+    problems = check_ledger(table, download_op.REASONS, report=written, expected_uids=kept_uids(upstream))
+    if written.extra.get("tar_samples") != written.rows_kept:
+        problems.append(f"tar holds {written.extra.get('tar_samples')} samples, ledger keeps {written.rows_kept}")
+    return problems

@@ -1,0 +1,120 @@
+"""What every per-shard asset does around its op: run it per partition, track it, and describe the result.
+
+Kept in one place so every stage reports the same metadata keys (rows_in, rows_kept, rows_dropped, dropped,
+seconds, rows_per_s) and the UI can plot them side by side over time.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import pyarrow as pa
+from dagster import AssetCheckResult, AssetExecutionContext, MaterializeResult, MetadataValue
+
+from infra.lake import Lake
+from infra.resources import MlflowResource
+from ops.report import StageReport
+
+
+def run_tags(context: AssetExecutionContext) -> dict[str, str]:
+    """MLflow tags that tie a tracking run to its Dagster run, assets and partitions."""
+    run = context.run
+    tags = {"dagster.job": run.job_name}
+    if run.asset_selection:
+        tags["dagster.assets"] = ",".join(sorted(k.to_user_string() for k in run.asset_selection))
+    partition = run.tags.get("dagster/partition")
+    start, end = run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")
+    if partition:
+        tags["dagster.partitions"] = partition
+    elif start:
+        tags["dagster.partitions"] = f"{start}...{end}"
+    return tags
+
+
+def track(context: AssetExecutionContext, mlflow: MlflowResource, lake: Lake, reports: Sequence[StageReport]) -> str:
+    """Log the reports into this Dagster run's MLflow run; returns the MLflow run id."""
+    tracker = mlflow.tracker(lake)
+    run_id = tracker.run_for(context.run.run_id, run_tags(context), run_name=f"dagster-{context.run.run_id[:8]}")
+    for step, report in enumerate(reports):
+        tracker.log_report(run_id, report, step=step)
+    return run_id
+
+
+def markdown_table(table: pa.Table, limit: int = 10, width: int = 60) -> str:
+    """A small preview of a stage table for the Dagster UI."""
+    rows = table.slice(0, limit).to_pylist()
+    if not rows:
+        return "_no rows_"
+    cols = table.column_names
+    cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")[:width]  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def stage_metadata(reports: Sequence[StageReport]) -> dict[str, MetadataValue]:
+    """The same keys for every stage, summed over the partitions of this run, plus a per-shard table."""
+    dropped: Counter[str] = Counter()
+    for r in reports:
+        dropped.update(r.dropped)
+    rows_in = sum(r.rows_in for r in reports)
+    seconds = sum(r.seconds for r in reports)
+    meta: dict[str, MetadataValue] = {
+        "rows_in": MetadataValue.int(rows_in),
+        "rows_kept": MetadataValue.int(sum(r.rows_kept for r in reports)),
+        "rows_dropped": MetadataValue.int(sum(dropped.values())),
+        "seconds": MetadataValue.float(round(seconds, 3)),
+        "rows_per_s": MetadataValue.float(round(rows_in / seconds, 1) if seconds else 0.0),
+        "dropped": MetadataValue.md(
+            "\n".join(["| reason | rows |", "|---|---|"] + [f"| {k} | {v} |" for k, v in dropped.most_common()])
+            if dropped
+            else "_nothing dropped_"
+        ),
+    }
+    if len(reports) > 1:
+        meta["shards"] = MetadataValue.md(
+            "\n".join(
+                ["| shard | in | kept | dropped | s |", "|---|---|---|---|---|"]
+                + [f"| {r.shard} | {r.rows_in} | {r.rows_kept} | {r.rows_dropped} | {r.seconds:.2f} |" for r in reports]
+            )
+        )
+    return meta
+
+
+def per_shard(
+    context: AssetExecutionContext,
+    lake: Lake,
+    mlflow: MlflowResource,
+    op: Callable[[str], StageReport],
+    check: Callable[[str, StageReport], list[str]],
+    check_name: str,
+    preview: Callable[[str], pa.Table] | None = None,
+) -> MaterializeResult:
+    """Run ``op`` for each partition of this run, verify its books, log to MLflow, and build the result."""
+    reports: list[StageReport] = []
+    problems: dict[str, list[str]] = {}
+    for shard in context.partition_keys:
+        report = op(shard)
+        context.log.info(
+            f"{report.stage}/{shard}: {report.rows_in} in, {report.rows_kept} kept, "
+            f"{report.rows_dropped} dropped {dict(report.dropped)} in {report.seconds:.2f}s"
+        )
+        reports.append(report)
+        found = check(shard, report)
+        if found:
+            problems[shard] = found
+    mlflow_run = track(context, mlflow, lake, reports)
+    metadata = stage_metadata(reports)
+    metadata["mlflow_run_id"] = MetadataValue.text(mlflow_run)
+    if preview is not None:
+        metadata["preview"] = MetadataValue.md(markdown_table(preview(reports[-1].shard)))
+    check_result = AssetCheckResult(
+        check_name=check_name,
+        passed=not problems,
+        metadata={
+            "shards_checked": MetadataValue.int(len(reports)),
+            "problems": MetadataValue.json(problems),
+        },
+    )
+    return MaterializeResult(metadata=metadata, check_results=[check_result])

@@ -1,0 +1,58 @@
+"""Dagster resources: the data lake and MLflow tracking, each a thin shell over a plain-Python class.
+
+Secrets arrive as Dagster ``EnvVar`` values (see ``pipelines/profiles.py``), so the UI shows the variable's name,
+never its value, and nothing here logs them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from infra.lake import Lake
+from infra.tracking import Tracker, default_tracking_uri
+
+
+class LakeResource(ConfigurableResource):
+    """The data-lake root: a local folder, or ``s3://bucket/prefix`` through s3fs."""
+
+    root: str = Field(description="Local folder or s3:// URI that holds every stage's files.")
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (MinIO, Ceph, moto).")
+    aws_access_key_id: str | None = Field(default=None, description="Pass as EnvVar; unset uses the AWS chain.")
+    aws_secret_access_key: str | None = Field(default=None, description="Pass as EnvVar; never logged.")
+    aws_region: str | None = None
+
+    def storage_options(self) -> dict[str, Any]:
+        if not self.root.startswith("s3://"):
+            return {}
+        opts: dict[str, Any] = {}
+        if self.aws_access_key_id and self.aws_secret_access_key:
+            opts["key"] = self.aws_access_key_id
+            opts["secret"] = self.aws_secret_access_key
+        client_kwargs: dict[str, Any] = {}
+        if self.s3_endpoint_url:
+            client_kwargs["endpoint_url"] = self.s3_endpoint_url
+        if self.aws_region:
+            client_kwargs["region_name"] = self.aws_region
+        if client_kwargs:
+            opts["client_kwargs"] = client_kwargs
+        return opts
+
+    def lake(self) -> Lake:
+        return Lake(self.root, self.storage_options())
+
+
+class MlflowResource(ConfigurableResource):
+    """MLflow tracking; by default a SQLite store beside a local data root, else ``tracking_uri``."""
+
+    tracking_uri: str | None = Field(default=None, description="e.g. http://mlflow:5000; default: local SQLite.")
+    experiment: str = "clipfoundry"
+
+    def tracker(self, lake: Lake) -> Tracker:
+        if self.tracking_uri:
+            return Tracker(self.tracking_uri, self.experiment)
+        local = Path(lake.path("mlflow")) if lake.is_local else Path(".clipfoundry/mlflow").resolve()
+        return Tracker(default_tracking_uri(local), self.experiment, artifact_location=(local / "artifacts").as_uri())

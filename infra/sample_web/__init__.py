@@ -1,0 +1,33 @@
+"""The embedded sample web: a small synthetic web with known ground truth, for ``make demo`` and the tests.
+
+:func:`generate` writes gzipped WARC shards of HTML pages (the crawl input), the image files those pages link
+to, a held-out eval split of the same concepts and ``ground_truth.parquet`` with one row per image link (what
+the image shows, what its caption names, which problem it carries and which stage should catch it).
+:func:`serve` serves the files on 127.0.0.1 together with the broken and hostile routes the generator links to.
+Pages embed the server's base URL, so start the server first and generate with its ``.url``::
+
+    with serve(out / "site") as server:
+        web = generate(out, server.url)
+
+Concepts are coloured shapes ("red circle") with a long-tailed frequency; see ``concepts`` for the
+vocabulary, ``render`` for the pictures, ``generator`` for the noise kinds and their fractions and
+``server`` for the routes. Plain Python: no Dagster import.
+"""
+
+from infra.sample_web.concepts import CONCEPTS, metadata_entries, ranked_concepts
+from infra.sample_web.generator import EXPECT, NOISE_FRACTIONS, PER_SHARD, SOURCE_NAME, SampleWeb, generate
+from infra.sample_web.server import SampleWebServer, serve
+
+__all__ = [
+    "CONCEPTS",
+    "EXPECT",
+    "NOISE_FRACTIONS",
+    "PER_SHARD",
+    "SOURCE_NAME",
+    "SampleWeb",
+    "SampleWebServer",
+    "generate",
+    "metadata_entries",
+    "ranked_concepts",
+    "serve",
+]

@@ -1,0 +1,153 @@
+"""A local HTTP server for the sample web: the generated files plus the misbehaving routes a crawler meets.
+
+Routes (every path is relative to the server root; the generator links to each of them):
+
+- ``/<file>``: a file under the site directory; missing files are 404s. Paths that would leave the site
+  directory (``..``, encoded or not) are 404s too.
+- ``/noai/<file>``: a file served with ``X-Robots-Tag: noai``.
+- ``/status/<code>/<anything>``: an empty-ish HTML error page with that status (400-599).
+- ``/html-as-image/<anything>``: an HTML page with ``Content-Type: image/jpeg``.
+- ``/slow/<seconds>/<path>``: waits ``min(seconds, 30)`` then answers ``/<path>`` as above.
+- ``/redirect?to=<url>``: ``302`` to ``url``, whatever it is (an open redirect, for SSRF tests).
+- ``/redirect-loop/<name>``: ``302`` to ``/redirect-loop/<name>/b``, which redirects back: a loop.
+
+The server is a ``ThreadingHTTPServer`` with daemon threads and a listen backlog of 1024, because img2dataset
+opens many connections at once and a single-threaded accept loop causes spurious timeouts; it logs nothing.
+"""
+
+from __future__ import annotations
+
+import html
+import mimetypes
+import sys
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+MAX_DELAY_S = 30.0
+_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".html": "text/html; charset=utf-8"}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], site_dir: Path):
+        self.site_dir = site_dir.resolve()
+        self.closing = threading.Event()
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        """Clients that time out and hang up are part of the job; anything else is a bug worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    server_version = "sample-web/1.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._route(self.path, send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._route(self.path, send_body=False)
+
+    def _route(self, raw: str, *, send_body: bool) -> None:
+        parts = urlsplit(raw)
+        path = unquote(parts.path)
+        if path == "/redirect":
+            target = parse_qs(parts.query).get("to", [""])[0]
+            return self._redirect(target) if target else self._error(400, send_body)
+        if path.startswith("/redirect-loop/"):
+            return self._redirect(path[:-2] if path.endswith("/b") else path + "/b")
+        if path.startswith("/status/"):
+            code = path.split("/")[2]
+            status = int(code) if code.isdigit() and 400 <= int(code) <= 599 else 400
+            return self._error(status, send_body)
+        if path.startswith("/html-as-image/"):
+            body = b"<!DOCTYPE html><html><body><h1>Not an image</h1><p>Sign in to view.</p></body></html>"
+            return self._send(200, "image/jpeg", body, send_body)
+        if path.startswith("/slow/"):
+            _, _, seconds, rest = path.split("/", 3) if path.count("/") >= 3 else ("", "", "", "")
+            try:
+                delay = min(max(float(seconds), 0.0), MAX_DELAY_S)
+            except ValueError:
+                return self._error(400, send_body)
+            self.server.closing.wait(delay)
+            return self._route("/" + rest, send_body=send_body)
+        headers = {"X-Robots-Tag": "noai"} if path.startswith("/noai/") else {}
+        file = self._resolve(path)
+        if file is None:
+            return self._error(404, send_body)
+        content_type = _TYPES.get(file.suffix.lower()) or mimetypes.guess_type(file.name)[0]
+        return self._send(200, content_type or "application/octet-stream", file.read_bytes(), send_body, headers)
+
+    def _resolve(self, path: str) -> Path | None:
+        root = self.server.site_dir
+        if "\x00" in path:
+            return None
+        candidate = (root / path.lstrip("/")).resolve()
+        if not candidate.is_relative_to(root) or not candidate.is_file():
+            return None
+        return candidate
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _error(self, status: int, send_body: bool) -> None:
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        body = f"<html><body><h1>{status} {html.escape(phrase)}</h1></body></html>".encode()
+        self._send(status, "text/html; charset=utf-8", body, send_body)
+
+    def _send(
+        self, status: int, content_type: str, body: bytes, send_body: bool, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+
+class SampleWebServer:
+    """A running sample-web server; use as a context manager or call :meth:`close`."""
+
+    def __init__(self, site_dir: Path, host: str = "127.0.0.1", port: int = 0):
+        self._httpd = _Server((host, port), Path(site_dir))
+        self.host = host
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"sample-web:{self.port}", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.closing.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> SampleWebServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve(site_dir: Path, host: str = "127.0.0.1", port: int = 0) -> SampleWebServer:
+    """Start serving ``site_dir`` in a daemon thread; ``port=0`` picks a free port (see ``.port``, ``.url``)."""
+    return SampleWebServer(site_dir, host, port)

@@ -1,0 +1,258 @@
+"""The crawl op: one source file in, ``crawl/<shard>.parquet`` out, every candidate pair a row.
+
+Every ``<img>`` of every usable page (or image link of a WAT record, or row of a URL list) becomes a row, kept or
+dropped with one reason from :mod:`ops.crawl.reasons`, so "what happened to this pair" always has an answer and
+rows in = kept + dropped holds by construction. Source records are accounted for the same way: every record is
+used, ignored (fine, but no page: requests, redirects, images) or failed (damaged), and the report says which.
+
+The table is built column-wise and language identification runs once per distinct kept text at the end,
+which keeps per-pair work to a URL resolution and a hash.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from infra.lake import Lake
+from ops.crawl import reasons as R
+from ops.crawl.charset import CharsetError, decode_html
+from ops.crawl.html import Candidate, extract_html, normalize_text
+from ops.crawl.lang import identify
+from ops.crawl.optout import opts_out
+from ops.crawl.records import SourceRecord, iter_url_list, iter_warc, source_format
+from ops.crawl.urls import UrlPolicy, clean_src
+from ops.crawl.wat import WatError, parse_wat
+from ops.layout import report_path, table_path
+from ops.report import StageReport
+from ops.uid import pair_uid
+
+SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("url", pa.string()),
+        ("text", pa.string()),
+        ("text_source", pa.string()),
+        ("page_url", pa.string()),
+        ("lang", pa.string()),
+        ("lang_prob", pa.float32()),
+        ("kept", pa.bool_()),
+        ("reason", pa.string()),
+        ("position", pa.int64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class CrawlConfig:
+    """How strict the crawl is. The defaults are the production policy."""
+
+    allow_networks: tuple[str, ...] = ()  # CIDRs allowed despite the private/loopback rule, e.g. ("127.0.0.1/32",)
+    honour_opt_out: bool = True
+    max_text_chars: int = 2000
+    max_url_chars: int = 2048
+    max_images_per_page: int = 1000
+    detect_language: bool = True
+
+
+class _PairTable:
+    """Accumulates the shard's rows column by column and decides each pair as it arrives."""
+
+    def __init__(self, config: CrawlConfig) -> None:
+        self._config = config
+        self._policy = UrlPolicy(config.allow_networks, config.max_url_chars)
+        self._seen: set[str] = set()
+        self.uid: list[str] = []
+        self.url: list[str] = []
+        self.text: list[str] = []
+        self.source: list[str] = []
+        self.page_url: list[str] = []
+        self.reason: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.uid)
+
+    def add_page(self, page_url: str, base_href: str | None, images: list[Candidate], opt_out: bool) -> None:
+        base = self._policy.base_for(page_url, base_href)
+        opt_out = opt_out and self._config.honour_opt_out
+        cap = self._config.max_images_per_page
+        for i, (src, text, source) in enumerate(images):
+            self.add(src, text, source, page_url, base, opt_out, i >= cap)
+
+    def add(
+        self,
+        src: str,
+        text: str,
+        source: str,
+        page_url: str,
+        base: str,
+        opt_out: bool = False,
+        capped: bool = False,
+    ) -> None:
+        """Decide one candidate; the checks run in the precedence order of :data:`reasons.PAIR_REASONS`."""
+        url, url_reason = self._policy.resolve(src, base) if src else ("", R.NO_SRC)
+        uid = pair_uid(url, text)
+        if not text:
+            reason = R.NO_TEXT
+        elif not src:
+            reason = R.NO_SRC
+        elif opt_out:
+            reason = R.OPT_OUT
+        elif capped:
+            reason = R.PAGE_IMAGE_CAP
+        elif len(text) > self._config.max_text_chars:
+            reason = R.TEXT_TOO_LONG
+        elif url_reason:
+            reason = url_reason
+        elif uid in self._seen:
+            reason = R.DUPLICATE_PAIR
+        else:
+            self._seen.add(uid)
+            reason = ""
+        self.uid.append(uid)
+        self.url.append(url)
+        self.text.append(text)
+        self.source.append(source)
+        self.page_url.append(page_url)
+        self.reason.append(reason)
+
+    def to_table(self) -> pa.Table:
+        kept = [not r for r in self.reason]
+        n = len(kept)
+        langs = [""] * n
+        probs = [0.0] * n
+        if self._config.detect_language:
+            found = identify(t for t, k in zip(self.text, kept, strict=True) if k)
+            for i in range(n):
+                if kept[i]:
+                    langs[i], probs[i] = found[self.text[i]]
+        columns = [
+            self.uid,
+            self.url,
+            self.text,
+            self.source,
+            self.page_url,
+            langs,
+            probs,
+            kept,
+            self.reason,
+            range(n),
+        ]
+        return pa.Table.from_arrays(
+            [pa.array(col, type=f.type) for col, f in zip(columns, SCHEMA, strict=True)], schema=SCHEMA
+        )
+
+
+class _RecordCounts:
+    """Record-level accounting: records in = used + ignored + failed."""
+
+    def __init__(self) -> None:
+        self.records_in = 0
+        self.used = 0
+        self.ignored: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.pages = 0
+        self.pages_opted_out = 0
+
+    def to_extra(self, pairs: int) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            "records_in": self.records_in,
+            "records_used": self.used,
+            "records_ignored": sum(self.ignored.values()),
+            "records_failed": sum(self.failed.values()),
+            "pages": self.pages,
+            "pages_opted_out": self.pages_opted_out,
+            "pairs_per_page": round(pairs / self.pages, 3) if self.pages else 0.0,
+        }
+        extra.update({f"records_ignored.{k}": v for k, v in sorted(self.ignored.items())})
+        extra.update({f"records_failed.{k}": v for k, v in sorted(self.failed.items())})
+        return extra
+
+
+def _take_record(record: SourceRecord, pairs: _PairTable, counts: _RecordCounts) -> None:
+    """Account for one source record and add its page's candidates. A bad page never raises."""
+    counts.records_in += 1
+    if record.status == "ignored":
+        counts.ignored[record.reason] += 1
+        return
+    if record.status == "failed":
+        counts.failed[record.reason] += 1
+        return
+    page_url = record.page_url
+    try:
+        if record.kind == "wat":
+            wat = parse_wat(record.body)
+            if wat is None:
+                counts.ignored[R.NO_HTML_METADATA] += 1
+                return
+            if wat.status is not None and wat.status != 200:
+                counts.ignored[R.HTTP_STATUS] += 1
+                return
+            page, page_url = wat.page, wat.page_url or page_url
+        else:
+            page = extract_html(decode_html(record.body, record.charset))
+            page.opt_out = page.opt_out or opts_out(record.robots)
+    except CharsetError:
+        counts.failed[R.DECODE_ERROR] += 1
+        return
+    except WatError:
+        counts.failed[R.MALFORMED_JSON] += 1
+        return
+    except Exception:  # the last guard: a page must not end the shard, and the count makes it visible
+        counts.failed[R.PARSE_ERROR] += 1
+        return
+    if record.damage:
+        counts.failed[record.damage] += 1
+    else:
+        counts.used += 1
+    counts.pages += 1
+    counts.pages_opted_out += page.opt_out
+    pairs.add_page(page_url, page.base_href, page.images, page.opt_out)
+
+
+def _crawl_url_list(lake: Lake, source_rel: str, pairs: _PairTable, counts: _RecordCounts) -> None:
+    """Each row of a URL list is a record and a candidate; URLs must be absolute (there is no page)."""
+    with lake.open(source_rel) as f:
+        for batch in iter_url_list(f):
+            if batch.failure:
+                counts.records_in += 1
+                counts.failed[batch.failure] += 1
+                continue
+            counts.records_in += len(batch.urls)
+            counts.used += len(batch.urls)
+            for url, text in zip(batch.urls, batch.texts, strict=True):
+                caption = normalize_text(text) if text else ""
+                pairs.add(clean_src(url), caption, "caption" if caption else "", "", "")
+
+
+def crawl_shard(lake: Lake, source_rel: str, shard: str, config: CrawlConfig) -> StageReport:
+    """Crawl one source file (WARC, WAT or URL-list parquet) into ``crawl/<shard>.parquet`` and its report.
+
+    Damaged records and files are counted in the report, never raised; a missing source file raises, since
+    that is a wrong path rather than bad data.
+    """
+    report = StageReport(stage="crawl", shard=shard)
+    with report.timed():
+        pairs = _PairTable(config)
+        counts = _RecordCounts()
+        fmt = source_format(source_rel)
+        if fmt == "url_list":
+            _crawl_url_list(lake, source_rel, pairs, counts)
+        else:
+            if not lake.exists(source_rel):
+                raise FileNotFoundError(lake.uri(source_rel))
+            for record in iter_warc(lambda: lake.open(source_rel)):
+                _take_record(record, pairs, counts)
+        table = pairs.to_table()
+        lake.write_parquet(table_path("crawl", shard), table)
+    dropped = Counter(r for r in pairs.reason if r)
+    report.rows_in = len(pairs)
+    report.dropped = dropped
+    report.rows_kept = report.rows_in - sum(dropped.values())
+    report.extra = {"source_format": fmt, **counts.to_extra(len(pairs))}
+    report.check()
+    lake.write_json(report_path("crawl", shard), report.to_dict())
+    return report

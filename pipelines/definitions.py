@@ -1,0 +1,19 @@
+"""The code location: every stage's assets, the jobs, the sensor and the profile's resources.
+
+Load it with ``dagster dev -w workspace.yaml`` or ``dagster asset materialize -m pipelines.definitions``.
+"""
+
+from dagster import Definitions
+
+from assets.crawl import crawl
+from assets.download import download
+from pipelines.jobs import ingest_job
+from pipelines.profiles import resources
+from pipelines.sensors import new_sources_sensor
+
+defs = Definitions(
+    assets=[crawl, download],
+    jobs=[ingest_job],
+    sensors=[new_sources_sensor],
+    resources=resources(),
+)

@@ -1,0 +1,116 @@
+"""``make demo``: generate the embedded sample web, serve it on 127.0.0.1, and run the pipeline through Dagster.
+
+It drives Dagster the way a deployment does: the new-sources sensor is evaluated against the persistent instance
+in ``DAGSTER_HOME`` (so new shards become partitions), then each shard's ingest job runs on that same instance,
+so ``make ui`` shows every materialization, check and log afterwards. Everything is offline and deterministic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from dagster import DagsterInstance, SensorResult, build_sensor_context
+
+from infra.lake import Lake
+from infra.sample_web import generate, serve
+from ops.sources import SOURCES, list_sources
+from pipelines.profiles import current_profile
+
+SAMPLE_PREFIX = f"{SOURCES}/sample_web"
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--serve-only", action="store_true", help="only serve the sample web (used by `make ui`)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("CLIPFOUNDRY_SAMPLE_WEB_PORT", "8765")))
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def prepare_sample_web(lake: Lake, work: Path, base_url: str, seed: int):
+    """Generate the web once per (seed, base URL) and publish its WARCs under ``sources/sample_web/``."""
+    web = generate(work, base_url, seed=seed)
+    for warc in web.warc_paths:
+        rel = f"{SAMPLE_PREFIX}/{warc.name}"
+        if not lake.exists(rel) or lake.read_bytes(rel) != warc.read_bytes():
+            lake.write_bytes(rel, warc.read_bytes())
+    return web
+
+
+def run_sensor_tick(instance: DagsterInstance, defs) -> list[str]:
+    """Evaluate the new-sources sensor once, as the daemon would, and apply its partition requests."""
+    sensor = defs.resolve_sensor_def("new_sources_sensor")
+    context = build_sensor_context(
+        instance=instance, definitions=defs, sensor_name=sensor.name, resources={"lake": defs.resources["lake"]}
+    )
+    result = sensor(context)
+    added: list[str] = []
+    if isinstance(result, SensorResult):
+        for request in result.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            added.extend(request.partition_keys)
+    return added
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    if current_profile() != "demo":
+        print("the demo runs with CLIPFOUNDRY_PROFILE=demo (make demo sets it)", file=sys.stderr)
+        return 2
+    from pipelines.definitions import defs
+
+    lake: Lake = defs.resources["lake"].lake()
+    if not lake.is_local:
+        print("the demo writes its sample web next to a local data root", file=sys.stderr)
+        return 2
+    base_url = f"http://127.0.0.1:{args.port}"
+    web = prepare_sample_web(lake, Path(lake.path("sample_web")), base_url, args.seed)
+    with serve(web.site_dir, port=args.port) as server:
+        print(f"sample web: {server.url} ({web.site_dir})")
+        if args.serve_only:
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            while True:
+                time.sleep(3600)
+        instance = DagsterInstance.get()
+        started = time.perf_counter()
+        added = run_sensor_tick(instance, defs)
+        print(f"new-sources sensor registered {len(added)} new shard(s): {added}")
+        found, _ = list_sources(lake)
+        keys = sorted(k for k, rel in found.items() if rel.startswith(SAMPLE_PREFIX + "/"))
+        job = defs.resolve_job_def("ingest_job")
+        for key in keys:
+            result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+            print(f"ingest {key}: {'ok' if result.success else 'FAILED'} (run {result.run_id})")
+            if not result.success:
+                return 1
+        print(f"\npipeline finished in {time.perf_counter() - started:.1f}s over {len(keys)} shards\n")
+        _summary(lake, keys)
+    _where_to_look(lake)
+    return 0
+
+
+def _summary(lake: Lake, keys: list[str]) -> None:
+    print(f"{'stage':<10} {'shard':<22} {'in':>6} {'kept':>6}  dropped")
+    for stage, report in (("crawl", "crawl/{}.report.json"), ("download", "download/{}.report.json")):
+        for key in keys:
+            r = lake.read_json(report.format(key))
+            print(f"{stage:<10} {key:<22} {r['rows_in']:>6} {r['rows_kept']:>6}  {r['dropped']}")
+
+
+def _where_to_look(lake: Lake) -> None:
+    home = os.environ.get("DAGSTER_HOME", "(DAGSTER_HOME unset)")
+    print(
+        "\nwhere to look:\n"
+        f"  Dagster UI : make ui, then http://127.0.0.1:3000 (instance in {home})\n"
+        f"  MLflow     : .venv/bin/mlflow ui --backend-store-uri sqlite:///{lake.path('mlflow/mlflow.db')}\n"
+        f"  data       : {lake.root_uri}/{{crawl,download}}/"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""One switch, ``CLIPFOUNDRY_PROFILE``, picks storage, tracking and stage defaults for a whole deployment.
+
+- ``demo``: the embedded sample web on 127.0.0.1, small images, everything local under ``./data``.
+- ``local``: a real crawl on one machine; local (or s3://) data root, DataComp download settings.
+- ``production``: the data root, S3 endpoint, credentials and MLflow server all come from the environment.
+
+Secrets are passed as ``EnvVar`` so Dagster shows the variable name, never the value.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dagster import EnvVar
+
+from assets.settings import CrawlSettings, DownloadSettings
+from infra.resources import LakeResource, MlflowResource
+
+PROFILES = ("demo", "local", "production")
+
+
+def current_profile() -> str:
+    profile = os.environ.get("CLIPFOUNDRY_PROFILE", "local")
+    if profile not in PROFILES:
+        raise ValueError(f"CLIPFOUNDRY_PROFILE must be one of {PROFILES}, not {profile!r}")
+    return profile
+
+
+def _env_or_none(name: str) -> Any:
+    """An EnvVar when the variable is set, so optional settings stay optional."""
+    return EnvVar(name) if os.environ.get(name) else None
+
+
+def _lake(default_root: str | None) -> LakeResource:
+    root = os.environ.get("CLIPFOUNDRY_DATA_ROOT", default_root)
+    if root is None:
+        raise ValueError("CLIPFOUNDRY_DATA_ROOT must be set in the production profile")
+    return LakeResource(
+        root=root,
+        s3_endpoint_url=os.environ.get("CLIPFOUNDRY_S3_ENDPOINT_URL") or None,
+        aws_access_key_id=_env_or_none("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=_env_or_none("AWS_SECRET_ACCESS_KEY"),
+        aws_region=os.environ.get("AWS_DEFAULT_REGION") or None,
+    )
+
+
+def resources(profile: str | None = None) -> dict[str, Any]:
+    """The resource set for a profile (``current_profile()`` when not given)."""
+    profile = profile or current_profile()
+    mlflow = MlflowResource(
+        tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None,
+        experiment=os.environ.get("CLIPFOUNDRY_EXPERIMENT", "clipfoundry"),
+    )
+    if profile == "demo":
+        return {
+            "lake": _lake("data"),
+            "mlflow": mlflow,
+            "crawl_settings": CrawlSettings(allow_networks=["127.0.0.0/8"]),
+            "download_settings": DownloadSettings(image_size=128, timeout=5, retries=1, thread_count=32),
+        }
+    return {
+        "lake": _lake("data" if profile == "local" else None),
+        "mlflow": mlflow,
+        "crawl_settings": CrawlSettings(),
+        "download_settings": DownloadSettings(),
+    }
