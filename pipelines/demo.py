@@ -32,9 +32,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def prepare_sample_web(lake: Lake, work: Path, base_url: str, seed: int):
-    """Generate the web once per (seed, base URL) and publish its WARCs under ``sources/sample_web/``."""
-    web = generate(work, base_url, seed=seed)
+def prepare_sample_web(lake: Lake, work: Path, base_url: str, seed: int, **sizes: int):
+    """Generate the web in ``work`` and publish its WARCs under ``sources/sample_web/`` (unchanged ones stay)."""
+    web = generate(work, base_url, seed=seed, **sizes)
     for warc in web.warc_paths:
         rel = f"{SAMPLE_PREFIX}/{warc.name}"
         if not lake.exists(rel) or lake.read_bytes(rel) != warc.read_bytes():

@@ -2,11 +2,8 @@
 
 from dagster import AssetSelection, define_asset_job
 
-from pipelines.partitions import shards
-
 ingest_job = define_asset_job(
     "ingest_job",
     selection=AssetSelection.groups("ingest"),
-    partitions_def=shards,
     description="Per shard: crawl the source file, then download its images.",
 )

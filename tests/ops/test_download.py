@@ -1,0 +1,133 @@
+"""download really runs img2dataset against a local HTTP server on 127.0.0.1, broken URLs included."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from infra.lake import Lake
+from infra.sample_web import serve
+from ops.download import REASONS, DownloadConfig, download_shard, paths
+from ops.layout import table_path
+from ops.ledger import check_ledger, kept_uids
+from ops.uid import pair_uid
+from tests.conftest import free_port
+
+
+def _jpeg(color: tuple[int, int, int], size: int = 96) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    (root / "img").mkdir()
+    for i, color in enumerate([(200, 10, 10), (10, 200, 10), (10, 10, 200)]):
+        (root / "img" / f"ok{i}.jpg").write_bytes(_jpeg(color))
+    (root / "img" / "corrupt.jpg").write_bytes(_jpeg((9, 9, 9))[:200])
+    (root / "img" / "zero.jpg").write_bytes(b"")
+    (root / "noai").mkdir()
+    (root / "noai" / "ok1.jpg").write_bytes(_jpeg((5, 5, 5)))
+    with serve(root) as server:
+        yield server
+
+
+def _crawl_table(lake: Lake, shard: str, urls: dict[str, str]) -> dict[str, str]:
+    """Write a crawl table as the crawl op would (only the columns download reads); returns name -> uid."""
+    uids = {name: pair_uid(url, f"caption {name}") for name, url in urls.items()}
+    dropped = pair_uid("http://127.0.0.1/never", "dropped at crawl")
+    table = pa.table(
+        {
+            "uid": [*uids.values(), dropped],
+            "url": [*urls.values(), "http://127.0.0.1/never"],
+            "text": [*(f"caption {n}" for n in urls), "dropped at crawl"],
+            "kept": [True] * len(urls) + [False],
+            "reason": [""] * len(urls) + ["no_text"],
+        }
+    )
+    lake.write_parquet(table_path("crawl", shard), table)
+    return uids
+
+
+def test_real_download_records_every_failure_with_its_reason(site, tmp_path):
+    lake = Lake(str(tmp_path))
+    base = site.url
+    urls = {
+        "ok0": f"{base}/img/ok0.jpg",
+        "ok1": f"{base}/img/ok1.jpg",
+        "ok2_redirected": f"{base}/redirect?to=/img/ok2.jpg",
+        "missing": f"{base}/status/404/img/missing.jpg",
+        "server_error": f"{base}/status/500/img/x.jpg",
+        "html": f"{base}/html-as-image/img/x.jpg",
+        "corrupt": f"{base}/img/corrupt.jpg",
+        "zero_bytes": f"{base}/img/zero.jpg",
+        "slow": f"{base}/slow/4/img/ok0.jpg",
+        "loop": f"{base}/redirect-loop/a",
+        "opt_out": f"{base}/noai/ok1.jpg",
+        "refused": f"http://127.0.0.1:{free_port()}/img/ok0.jpg",
+    }
+    uids = _crawl_table(lake, "s1", urls)
+    report = download_shard(lake, "s1", DownloadConfig(image_size=64, timeout=1, retries=0, thread_count=8))
+
+    ledger = lake.read_parquet(paths("s1")["ledger"])
+    by_uid = dict(zip(ledger["uid"].to_pylist(), ledger["reason"].to_pylist(), strict=True))
+    got = {name: by_uid[uid] for name, uid in uids.items()}
+    assert got == {
+        "ok0": "",
+        "ok1": "",
+        "ok2_redirected": "",
+        "missing": "http_client_error",
+        "server_error": "http_server_error",
+        "html": "not_an_image",
+        "corrupt": "not_an_image",
+        "zero_bytes": "not_an_image",
+        "slow": "timeout",
+        "loop": "redirect_error",
+        "opt_out": "opt_out",
+        "refused": "connection_error",
+    }
+    assert all(ledger.filter(pa.compute.invert(ledger["kept"]))["error_message"].to_pylist())
+    assert (report.rows_in, report.rows_kept) == (12, 3)
+    crawl = lake.read_parquet(table_path("crawl", "s1"))
+    assert check_ledger(ledger, REASONS, report=report, expected_uids=kept_uids(crawl)) == []
+
+    with tarfile.open(lake.path(paths("s1")["tar"])) as tf:
+        names = sorted(m.name for m in tf.getmembers())
+        jpgs = [n for n in names if n.endswith(".jpg")]
+        assert len(jpgs) == 3
+        img = Image.open(tf.extractfile(jpgs[0]))
+        assert max(img.size) <= 96
+    assert lake.read_json(paths("s1")["stats"])["count"] == 12
+    assert lake.read_json(paths("s1")["report"])["rows_kept"] == 3
+
+
+def test_rerun_is_idempotent_and_empty_shards_publish(site, tmp_path):
+    lake = Lake(str(tmp_path))
+    _crawl_table(lake, "s2", {f"ok{i}": f"{site.url}/img/ok{i}.jpg" for i in range(3)})
+    config = DownloadConfig(image_size=64, timeout=5, retries=1, thread_count=4)
+    first = download_shard(lake, "s2", config)
+    ledger1 = lake.read_parquet(paths("s2")["ledger"])
+    tar1 = _tar_payloads(lake.path(paths("s2")["tar"]))
+    second = download_shard(lake, "s2", config)
+    assert (first.rows_in, first.rows_kept) == (second.rows_in, second.rows_kept) == (3, 3)
+    assert lake.read_parquet(paths("s2")["ledger"]).equals(ledger1)
+    assert _tar_payloads(lake.path(paths("s2")["tar"])) == tar1
+    assert not [p for p in lake.list("download") if "tmp" in p]
+
+    _crawl_table(lake, "empty", {})
+    report = download_shard(lake, "empty", config)
+    assert (report.rows_in, report.rows_kept) == (0, 0)
+    assert pq.read_table(lake.path(paths("empty")["ledger"])).num_rows == 0
+    assert _tar_payloads(lake.path(paths("empty")["tar"])) == {}
+
+
+def _tar_payloads(path: str) -> dict[str, bytes]:
+    with tarfile.open(path) as tf:
+        return {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
