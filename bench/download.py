@@ -1,0 +1,145 @@
+"""download throughput: the Dagster download asset against plain ``img2dataset.download``, same run.
+
+Both read the same URL list (the kept pairs of one sample-web shard of a few thousand links), from the same
+local HTTP server (the sample web's threaded server in its own process, so it does not share a GIL with the
+downloader), with the same img2dataset settings. Runs alternate between the two sides and the median counts.
+The asset's time includes everything it adds: reading the crawl table, staging, publishing into the lake, the
+ledger, the blocking conservation check and MLflow logging.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from dagster import DagsterInstance, materialize
+
+from bench.common import best_of
+from infra.lake import Lake
+from infra.sample_web import generate
+from ops.crawl import CrawlConfig, crawl_shard
+from ops.download import DownloadConfig
+from ops.layout import table_path
+
+SETTINGS = DownloadConfig(image_size=256, timeout=10, retries=0, thread_count=64)
+
+
+def _serve(site: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.sample_web", "serve", "--site", str(site), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.readline()  # prints its URL once listening
+    return proc
+
+
+def _plain(url_list: Path, out: Path) -> None:
+    from img2dataset import download
+
+    shutil.rmtree(out, ignore_errors=True)
+    download(
+        url_list=str(url_list),
+        input_format="parquet",
+        url_col="url",
+        caption_col="caption",
+        output_format="webdataset",
+        output_folder=str(out),
+        processes_count=1,
+        thread_count=SETTINGS.thread_count,
+        number_sample_per_shard=10**6,
+        image_size=SETTINGS.image_size,
+        resize_mode=SETTINGS.resize_mode,
+        resize_only_if_bigger=SETTINGS.resize_only_if_bigger,
+        encode_format=SETTINGS.encode_format,
+        encode_quality=SETTINGS.encode_quality,
+        timeout=SETTINGS.timeout,
+        retries=SETTINGS.retries,
+        compute_hash="sha256",
+    )
+
+
+def run(pages: int = 300, repeats: int = 3, port: int = 8799) -> dict:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    from assets.download import download as download_asset
+    from pipelines.partitions import shards
+    from pipelines.profiles import resources
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        lake = Lake(str(root / "lake"))
+        web = generate(root / "web", f"http://127.0.0.1:{port}", n_shards=1, pages_per_shard=pages, slow_links=0)
+        lake.write_bytes("sources/bench/shard.warc.gz", web.warc_paths[0].read_bytes())
+        crawl_shard(lake, "sources/bench/shard.warc.gz", "bench", CrawlConfig(allow_networks=("127.0.0.0/8",)))
+        kept = lake.read_parquet(table_path("crawl", "bench")).filter(pc.field("kept"))
+        url_list = root / "urls.parquet"
+        pq.write_table(kept.select(["url", "text"]).rename_columns(["url", "caption"]), url_list)
+        n = kept.num_rows
+
+        os.environ["CLIPFOUNDRY_DATA_ROOT"] = str(root / "lake")
+        res = resources("demo")
+        res["download_settings"] = type(res["download_settings"])(
+            image_size=SETTINGS.image_size,
+            timeout=SETTINGS.timeout,
+            retries=SETTINGS.retries,
+            thread_count=SETTINGS.thread_count,
+        )
+        home = root / "dagster_home"
+        home.mkdir()
+        instance = DagsterInstance.from_config(str(home))
+        instance.add_dynamic_partitions(shards.name, ["bench"])
+
+        server = _serve(web.site_dir, port)
+        try:
+
+            def asset() -> None:
+                assert materialize([download_asset], partition_key="bench", resources=res, instance=instance).success
+
+            asset()  # warm-up: imports, MLflow schema
+            _plain(url_list, root / "plain")
+            plain_times, asset_times = [], []
+            for _ in range(repeats):
+                plain_times.append(best_of(lambda: _plain(url_list, root / "plain"), 1)[0])
+                asset_times.append(best_of(asset, 1)[0])
+            time.sleep(0.1)
+        finally:
+            server.terminate()
+            server.wait()
+        success = lake.read_json("download/bench.report.json")["rows_kept"]
+    plain_s, asset_s = sorted(plain_times)[repeats // 2], sorted(asset_times)[repeats // 2]
+    result = {
+        "urls": n,
+        "downloaded": success,
+        "plain_s": plain_s,
+        "asset_s": asset_s,
+        "plain_img_s": n / plain_s,
+        "asset_img_s": n / asset_s,
+        "ratio": plain_s / asset_s,
+    }
+    result["markdown"] = "\n".join(
+        [
+            f"{n} URLs from one sample-web shard ({success} downloadable), 127.0.0.1 threaded server in its own "
+            f"process, image_size {SETTINGS.image_size}, {SETTINGS.thread_count} threads, 1 process, median of "
+            f"{repeats} alternating runs.",
+            "",
+            "| side | seconds | URLs/s |",
+            "|---|---|---|",
+            f"| plain `img2dataset.download` | {plain_s:.2f} | {n / plain_s:,.0f} |",
+            f"| clipfoundry `download` asset (Dagster, ledger, check, MLflow) | {asset_s:.2f} | {n / asset_s:,.0f} |",
+            "",
+            f"Throughput ratio asset / plain: **{result['ratio']:.2f}** (goal ≥ 0.95).",
+        ]
+    )
+    return result
+
+
+if __name__ == "__main__":
+    print(run()["markdown"])
