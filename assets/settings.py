@@ -48,6 +48,9 @@ class DownloadSettings(ConfigurableResource):
     min_image_size: int = 0
     max_image_area: float | None = Field(default=None, description="Pixels; unset means no limit.")
     max_aspect_ratio: float | None = None
+    allow_networks: list[str] = Field(
+        default_factory=list, description="Non-public networks the downloader may connect to (demo: 127.0.0.0/8)."
+    )
 
     def config(self) -> DownloadConfig:
         return DownloadConfig(
@@ -62,4 +65,5 @@ class DownloadSettings(ConfigurableResource):
             min_image_size=self.min_image_size,
             max_image_area=self.max_image_area or math.inf,
             max_aspect_ratio=self.max_aspect_ratio or math.inf,
+            allow_networks=tuple(self.allow_networks),
         )

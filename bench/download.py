@@ -28,7 +28,7 @@ from ops.crawl import CrawlConfig, crawl_shard
 from ops.download import DownloadConfig
 from ops.layout import table_path
 
-SETTINGS = DownloadConfig(image_size=256, timeout=10, retries=0, thread_count=64)
+SETTINGS = DownloadConfig(image_size=256, timeout=10, retries=0, thread_count=64, allow_networks=("127.0.0.0/8",))
 
 
 def _serve(site: Path, port: int) -> subprocess.Popen:
@@ -91,6 +91,7 @@ def run(pages: int = 300, repeats: int = 3, port: int = 8799) -> dict:
             timeout=SETTINGS.timeout,
             retries=SETTINGS.retries,
             thread_count=SETTINGS.thread_count,
+            allow_networks=list(SETTINGS.allow_networks),
         )
         home = root / "dagster_home"
         home.mkdir()

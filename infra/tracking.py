@@ -2,8 +2,10 @@
 
 Steps of one Dagster run may execute in separate processes (the multiprocess executor, one pod per step on
 Kubernetes), so there is no shared in-memory run handle. Each step finds the MLflow run tagged with its Dagster
-run id, creating it when none exists. Two steps racing to create it converge: after creating, a step re-reads
-all runs with that tag, adopts the oldest and deletes its own if it lost. The client API (``MlflowClient``) is
+run id, creating it when none exists. Two steps racing to create it converge: after creating, a step waits a
+moment (longer than a creation takes to become visible), re-reads all runs with that tag, adopts the oldest and
+deletes its own if it lost. Without the wait, a step that looked before its rival's run was visible would keep
+its own run while the rival picks the older one. The client API (``MlflowClient``) is
 used throughout, never the global ``mlflow.start_run`` state, so concurrent steps in one process cannot collide.
 """
 
@@ -33,8 +35,11 @@ def default_tracking_uri(local_root: Path) -> str:
 class Tracker:
     """Thin wrapper over ``MlflowClient`` with the conventions every stage shares."""
 
-    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None) -> None:
+    def __init__(
+        self, tracking_uri: str, experiment: str, artifact_location: str | None = None, settle_seconds: float = 1.5
+    ) -> None:
         self.tracking_uri = tracking_uri
+        self.settle_seconds = settle_seconds
         self.client = MlflowClient(tracking_uri=tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
@@ -67,6 +72,7 @@ class Tracker:
             return _oldest(existing).info.run_id
         all_tags = {DAGSTER_RUN_TAG: dagster_run_id, **tags}
         mine = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
+        time.sleep(self.settle_seconds)
         winner = _oldest(self.runs_for(dagster_run_id) or [mine])
         if winner.info.run_id != mine.info.run_id:
             self.client.delete_run(mine.info.run_id)

@@ -30,6 +30,7 @@ REASONS = frozenset(
     {
         "http_client_error",
         "redirect_error",
+        "private_address",
         "http_server_error",
         "timeout",
         "connection_error",
@@ -78,6 +79,7 @@ class DownloadConfig:
     max_aspect_ratio: float = math.inf
     user_agent_token: str = "clipfoundry"
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
+    allow_networks: tuple[str, ...] = ()  # non-public networks the guard admits (the demo: 127.0.0.0/8)
 
 
 def paths(shard: str) -> dict[str, str]:
@@ -100,6 +102,8 @@ def classify_error(status: str | None, message: str | None) -> str:
         return ""
     if m := _HTTP.search(message or ""):
         return {"3": "redirect_error", "5": "http_server_error"}.get(m.group(1)[0], "http_client_error")
+    if "blocked non-public address" in msg:
+        return "private_address"
     if "x-robots-tag" in msg:
         return "opt_out"
     if "timed out" in msg or "timeout" in msg:
@@ -150,37 +154,40 @@ def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict
     os.environ.setdefault("WANDB_MODE", "disabled")
     from img2dataset import download  # heavy import (albumentations, wandb): only when a shard has work
 
+    from ops.download_guard import guarded_img2dataset
+
     src = work / "input.parquet"
     pq.write_table(todo.rename_columns(["uid", "url", "caption"]), src)
     out_dir = work / "out"
-    download(
-        url_list=str(src),
-        input_format="parquet",
-        url_col="url",
-        caption_col="caption",
-        save_additional_columns=["uid"],
-        output_format="webdataset",
-        output_folder=str(out_dir),
-        processes_count=1,
-        thread_count=config.thread_count,
-        number_sample_per_shard=max(todo.num_rows, 1),
-        oom_shard_count=5,
-        image_size=config.image_size,
-        resize_mode=config.resize_mode,
-        resize_only_if_bigger=config.resize_only_if_bigger,
-        encode_format=config.encode_format,
-        encode_quality=config.encode_quality,
-        timeout=config.timeout,
-        retries=config.retries,
-        min_image_size=config.min_image_size,
-        max_image_area=config.max_image_area,
-        max_aspect_ratio=config.max_aspect_ratio,
-        user_agent_token=config.user_agent_token,
-        disallowed_header_directives=list(config.disallowed_header_directives),
-        compute_hash="sha256",
-        enable_wandb=False,
-        incremental_mode="incremental",
-    )
+    with guarded_img2dataset(config.allow_networks):
+        download(
+            url_list=str(src),
+            input_format="parquet",
+            url_col="url",
+            caption_col="caption",
+            save_additional_columns=["uid"],
+            output_format="webdataset",
+            output_folder=str(out_dir),
+            processes_count=1,
+            thread_count=config.thread_count,
+            number_sample_per_shard=max(todo.num_rows, 1),
+            oom_shard_count=5,
+            image_size=config.image_size,
+            resize_mode=config.resize_mode,
+            resize_only_if_bigger=config.resize_only_if_bigger,
+            encode_format=config.encode_format,
+            encode_quality=config.encode_quality,
+            timeout=config.timeout,
+            retries=config.retries,
+            min_image_size=config.min_image_size,
+            max_image_area=config.max_image_area,
+            max_aspect_ratio=config.max_aspect_ratio,
+            user_agent_token=config.user_agent_token,
+            disallowed_header_directives=list(config.disallowed_header_directives),
+            compute_hash="sha256",
+            enable_wandb=False,
+            incremental_mode="incremental",
+        )
     produced = {
         "tar": out_dir / "00000.tar",
         "parquet": out_dir / "00000.parquet",

@@ -57,7 +57,9 @@ def resources(profile: str | None = None) -> dict[str, Any]:
             "lake": _lake("data"),
             "mlflow": mlflow,
             "crawl_settings": CrawlSettings(allow_networks=["127.0.0.0/8"]),
-            "download_settings": DownloadSettings(image_size=128, timeout=5, retries=1, thread_count=32),
+            "download_settings": DownloadSettings(
+                image_size=128, timeout=5, retries=1, thread_count=32, allow_networks=["127.0.0.0/8"]
+            ),
         }
     return {
         "lake": _lake("data" if profile == "local" else None),

@@ -20,13 +20,11 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import idna
 
 from ops.crawl.reasons import BAD_SCHEME, DATA_URI, INVALID_URL, PRIVATE_ADDRESS, URL_TOO_LONG
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from ops.netpolicy import AddressPolicy, IPAddress
 
 _TRIM = "".join(map(chr, range(0x21)))  # C0 controls and space: what the URL Standard trims from both ends
 _DROP_INNER = str.maketrans("", "", "\t\n\r")  # ... and removes anywhere inside
 _FORBIDDEN_HOST_CHARS = frozenset(' "%<>\\^`{|}')
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _LOOPBACKS = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
 _CACHE_LIMIT = 200_000
 _DIGITS = {16: frozenset("0123456789abcdefABCDEF"), 10: frozenset("0123456789"), 8: frozenset("01234567")}
@@ -104,7 +102,7 @@ class UrlPolicy:
     """
 
     def __init__(self, allow_networks: tuple[str, ...] = (), max_url_chars: int = 2048) -> None:
-        self._allow = tuple(ipaddress.ip_network(net, strict=False) for net in allow_networks)
+        self._addresses = AddressPolicy(allow_networks)
         self._max_url_chars = max_url_chars
         self._hosts: dict[str, tuple[str | None, bool]] = {}
         self._resolved: dict[tuple[str, str], tuple[str, str]] = {}
@@ -220,25 +218,4 @@ class UrlPolicy:
         return host, False
 
     def is_blocked(self, ip: IPAddress) -> bool:
-        """True for addresses outside global unicast space, unless an allowed network covers them.
-
-        An IPv6 address that carries an IPv4 address (mapped, 6to4, NAT64) is judged by the IPv4 address it
-        reaches.
-        """
-        if any(ip in net for net in self._allow):
-            return False
-        if isinstance(ip, ipaddress.IPv6Address):
-            embedded = ip.ipv4_mapped or ip.sixtofour
-            if embedded is None and ip in _NAT64:
-                embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-            if embedded is not None:
-                return self.is_blocked(embedded)
-        return (
-            not ip.is_global
-            or ip.is_private
-            or ip.is_loopback
-            or ip.is_link_local
-            or ip.is_reserved
-            or ip.is_multicast
-            or ip.is_unspecified
-        )
+        return self._addresses.is_blocked(ip)

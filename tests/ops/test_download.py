@@ -18,6 +18,8 @@ from ops.ledger import check_ledger, kept_uids
 from ops.uid import pair_uid
 from tests.conftest import free_port
 
+LOOPBACK = ("127.0.0.1/32",)
+
 
 def _jpeg(color: tuple[int, int, int], size: int = 96) -> bytes:
     buf = io.BytesIO()
@@ -74,7 +76,9 @@ def test_real_download_records_every_failure_with_its_reason(site, tmp_path):
         "refused": f"http://127.0.0.1:{free_port()}/img/ok0.jpg",
     }
     uids = _crawl_table(lake, "s1", urls)
-    report = download_shard(lake, "s1", DownloadConfig(image_size=64, timeout=1, retries=0, thread_count=8))
+    report = download_shard(
+        lake, "s1", DownloadConfig(image_size=64, timeout=1, retries=0, thread_count=8, allow_networks=LOOPBACK)
+    )
 
     ledger = lake.read_parquet(paths("s1")["ledger"])
     by_uid = dict(zip(ledger["uid"].to_pylist(), ledger["reason"].to_pylist(), strict=True))
@@ -111,7 +115,7 @@ def test_real_download_records_every_failure_with_its_reason(site, tmp_path):
 def test_rerun_is_idempotent_and_empty_shards_publish(site, tmp_path):
     lake = Lake(str(tmp_path))
     _crawl_table(lake, "s2", {f"ok{i}": f"{site.url}/img/ok{i}.jpg" for i in range(3)})
-    config = DownloadConfig(image_size=64, timeout=5, retries=1, thread_count=4)
+    config = DownloadConfig(image_size=64, timeout=5, retries=1, thread_count=4, allow_networks=LOOPBACK)
     first = download_shard(lake, "s2", config)
     ledger1 = lake.read_parquet(paths("s2")["ledger"])
     tar1 = _tar_payloads(lake.path(paths("s2")["tar"]))
@@ -131,3 +135,30 @@ def test_rerun_is_idempotent_and_empty_shards_publish(site, tmp_path):
 def _tar_payloads(path: str) -> dict[str, bytes]:
     with tarfile.open(path) as tf:
         return {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
+
+
+def test_guard_refuses_non_public_addresses_directly_by_name_and_after_redirects(site, tmp_path):
+    lake = Lake(str(tmp_path))
+    port = site.port
+    urls = {
+        "allowed": f"http://127.0.0.1:{port}/img/ok0.jpg",
+        "other_loopback": f"http://127.0.0.2:{port}/img/ok0.jpg",
+        "redirect_to_private": f"http://127.0.0.1:{port}/redirect?to=http://127.0.0.2:{port}/img/ok1.jpg",
+        "redirect_to_file": f"http://127.0.0.1:{port}/redirect?to=file:///etc/passwd",
+    }
+    uids = _crawl_table(lake, "g", urls)
+    download_shard(
+        lake, "g", DownloadConfig(image_size=64, timeout=2, retries=0, thread_count=4, allow_networks=("127.0.0.1/32",))
+    )
+    ledger = lake.read_parquet(paths("g")["ledger"])
+    by_uid = dict(zip(ledger["uid"].to_pylist(), ledger["reason"].to_pylist(), strict=True))
+    got = {name: by_uid[uid] for name, uid in uids.items()}
+    assert got["allowed"] == ""
+    assert got["other_loopback"] == got["redirect_to_private"] == "private_address"
+    assert got["redirect_to_file"] == "redirect_error"
+
+    none_allowed = Lake(str(tmp_path / "strict"))
+    by_name = f"http://localhost:{port}/img/ok0.jpg"  # a host name that resolves to loopback
+    _crawl_table(none_allowed, "g", {"ip": urls["allowed"], "by_name": by_name})
+    report = download_shard(none_allowed, "g", DownloadConfig(image_size=64, timeout=2, retries=0, thread_count=2))
+    assert dict(report.dropped) == {"private_address": 2}

@@ -1,0 +1,121 @@
+"""The downloader's network guard: img2dataset may only connect to addresses the policy allows.
+
+img2dataset fetches with ``urllib.request.urlopen`` inside worker processes it spawns, and it follows redirects
+and resolves host names without any address check. The guard closes that gap where the connection is made: a
+urllib opener whose HTTP(S) connections resolve the host, refuse it when no resolved address is allowed, and
+connect to the address that was checked (so a second DNS answer cannot swap in a private one). Redirects go
+through the same opener, so a redirect to a private address is refused too; the opener has no FTP, file or
+data handler and ignores proxy variables.
+
+To reach img2dataset's spawned workers, :func:`guarded_img2dataset` makes ``img2dataset.download`` build a
+:class:`GuardedDownloader`, whose instances carry the allowed networks across the pickle boundary and install
+the opener in the worker before it downloads.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib
+import ipaddress
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from img2dataset.downloader import Downloader
+
+from ops.netpolicy import AddressPolicy
+
+BLOCKED = "blocked non-public address"
+# ``img2dataset.main`` the attribute is a function (the package re-exports it); the module is what builds Downloaders.
+_IMG2DATASET_MAIN = importlib.import_module("img2dataset.main")
+
+
+class BlockedAddressError(OSError):
+    """The host resolves only to addresses the policy refuses."""
+
+
+def checked_address(host: str, port: int, policy: AddressPolicy) -> str:
+    """The first resolved address of ``host`` that the policy allows; raises when there is none."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    seen = []
+    for *_, sockaddr in infos:
+        ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        if not policy.is_blocked(ip):
+            return sockaddr[0]
+        seen.append(str(ip))
+    raise BlockedAddressError(f"{BLOCKED}: {host} resolves to {', '.join(sorted(set(seen))) or 'nothing'}")
+
+
+def build_opener(policy: AddressPolicy) -> urllib.request.OpenerDirector:
+    """An opener with only HTTP(S), redirects and error handling, every connection checked against ``policy``."""
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            ip = checked_address(self.host, self.port, policy)
+            self.sock = socket.create_connection((ip, self.port), self.timeout, self.source_address)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    class SecureConnection(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            ip = checked_address(self.host, self.port, policy)
+            sock = socket.create_connection((ip, self.port), self.timeout, self.source_address)
+            self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+    class Handler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(Connection, req)
+
+    class SecureHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(SecureConnection, req)
+
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        Handler(),
+        SecureHandler(),
+        urllib.request.HTTPRedirectHandler(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPErrorProcessor(),
+        urllib.request.UnknownHandler(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
+def install(allow_networks: tuple[str, ...]) -> None:
+    """Make ``urllib.request.urlopen`` in this process go through the guard."""
+    urllib.request.install_opener(build_opener(AddressPolicy(allow_networks)))
+
+
+class GuardedDownloader(Downloader):
+    """img2dataset's downloader, installing the guard in the worker process before it fetches anything."""
+
+    allow_networks: tuple[str, ...] = ()
+
+    def __call__(self, row: Any) -> Any:
+        install(self.allow_networks)
+        return super().__call__(row)
+
+
+_PATCH_LOCK = threading.Lock()
+
+
+@contextmanager
+def guarded_img2dataset(allow_networks: tuple[str, ...]) -> Iterator[None]:
+    """While active, ``img2dataset.download`` runs its shards through :class:`GuardedDownloader`."""
+
+    def make(*args: Any, **kwargs: Any) -> GuardedDownloader:
+        downloader = GuardedDownloader(*args, **kwargs)
+        downloader.allow_networks = tuple(allow_networks)
+        return downloader
+
+    with _PATCH_LOCK:
+        original = _IMG2DATASET_MAIN.Downloader
+        _IMG2DATASET_MAIN.Downloader = make
+        try:
+            yield
+        finally:
+            _IMG2DATASET_MAIN.Downloader = original
