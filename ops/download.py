@@ -38,6 +38,7 @@ REASONS = frozenset(
         "not_an_image",
         "image_too_small",
         "image_too_large",
+        "decompression_bomb",
         "bad_aspect_ratio",
         "hash_mismatch",
         "download_error",
@@ -80,6 +81,7 @@ class DownloadConfig:
     user_agent_token: str = "clipfoundry"
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
     allow_networks: tuple[str, ...] = ()  # non-public networks the guard admits (the demo: 127.0.0.0/8)
+    max_image_pixels: int = 89_478_485  # refuse bigger images before decoding (Pillow's bomb limit)
 
 
 def paths(shard: str) -> dict[str, str]:
@@ -110,6 +112,8 @@ def classify_error(status: str | None, message: str | None) -> str:
         return "timeout"
     if "image too small" in msg:
         return "image_too_small"
+    if "decompression bomb" in msg:
+        return "decompression_bomb"
     if "area too large" in msg:
         return "image_too_large"
     if "aspect ratio" in msg:
@@ -159,7 +163,7 @@ def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict
     src = work / "input.parquet"
     pq.write_table(todo.rename_columns(["uid", "url", "caption"]), src)
     out_dir = work / "out"
-    with guarded_img2dataset(config.allow_networks):
+    with guarded_img2dataset(config.allow_networks, config.max_image_pixels):
         download(
             url_list=str(src),
             input_format="parquet",

@@ -1,4 +1,5 @@
-"""The downloader's network guard: img2dataset may only connect to addresses the policy allows.
+"""The downloader's guards: img2dataset may only connect to addresses the policy allows, and never decodes a
+decompression bomb.
 
 img2dataset fetches with ``urllib.request.urlopen`` inside worker processes it spawns, and it follows redirects
 and resolves host names without any address check. The guard closes that gap where the connection is made: a
@@ -6,6 +7,10 @@ urllib opener whose HTTP(S) connections resolve the host, refuse it when no reso
 connect to the address that was checked (so a second DNS answer cannot swap in a private one). Redirects go
 through the same opener, so a redirect to a private address is refused too; the opener has no FTP, file or
 data handler and ignores proxy variables.
+
+img2dataset decodes with OpenCV, which allocates the full pixel array of whatever size a header claims; a
+tiny PNG can claim 40,000 × 40,000 pixels. :class:`PixelLimit` reads only the header (Pillow's lazy open) and
+refuses images above the configured pixel count before OpenCV sees them.
 
 To reach img2dataset's spawned workers, :func:`guarded_img2dataset` makes ``img2dataset.download`` build a
 :class:`GuardedDownloader`, whose instances carry the allowed networks across the pickle boundary and install
@@ -25,6 +30,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from img2dataset.downloader import Downloader
+from PIL import Image
 
 from ops.netpolicy import AddressPolicy
 
@@ -90,13 +96,38 @@ def install(allow_networks: tuple[str, ...]) -> None:
     urllib.request.install_opener(build_opener(AddressPolicy(allow_networks)))
 
 
+TOO_MANY_PIXELS = "decompression bomb"
+
+
+class PixelLimit:
+    """Wraps img2dataset's resizer: images whose header claims more than ``max_pixels`` are refused unread."""
+
+    def __init__(self, resizer: Any, max_pixels: int) -> None:
+        self.resizer = resizer
+        self.max_pixels = max_pixels
+
+    def __call__(self, img_stream: Any, blurring_bbox_list: Any = None) -> Any:
+        try:
+            with Image.open(img_stream) as img:
+                width, height = img.size
+        except Exception:  # not something Pillow knows: let img2dataset's own decoder judge it
+            width = height = 0
+        img_stream.seek(0)
+        if width * height > self.max_pixels:
+            return None, None, None, width, height, f"{TOO_MANY_PIXELS}: {width}x{height} > {self.max_pixels} pixels"
+        return self.resizer(img_stream, blurring_bbox_list)
+
+
 class GuardedDownloader(Downloader):
-    """img2dataset's downloader, installing the guard in the worker process before it fetches anything."""
+    """img2dataset's downloader with both guards installed in the worker process before it fetches anything."""
 
     allow_networks: tuple[str, ...] = ()
+    max_pixels: int = 89_478_485
 
     def __call__(self, row: Any) -> Any:
         install(self.allow_networks)
+        if not isinstance(self.resizer, PixelLimit):
+            self.resizer = PixelLimit(self.resizer, self.max_pixels)
         return super().__call__(row)
 
 
@@ -104,12 +135,13 @@ _PATCH_LOCK = threading.Lock()
 
 
 @contextmanager
-def guarded_img2dataset(allow_networks: tuple[str, ...]) -> Iterator[None]:
+def guarded_img2dataset(allow_networks: tuple[str, ...], max_pixels: int) -> Iterator[None]:
     """While active, ``img2dataset.download`` runs its shards through :class:`GuardedDownloader`."""
 
     def make(*args: Any, **kwargs: Any) -> GuardedDownloader:
         downloader = GuardedDownloader(*args, **kwargs)
         downloader.allow_networks = tuple(allow_networks)
+        downloader.max_pixels = max_pixels
         return downloader
 
     with _PATCH_LOCK:

@@ -35,6 +35,10 @@ def site(tmp_path_factory):
         (root / "img" / f"ok{i}.jpg").write_bytes(_jpeg(color))
     (root / "img" / "corrupt.jpg").write_bytes(_jpeg((9, 9, 9))[:200])
     (root / "img" / "zero.jpg").write_bytes(b"")
+    bomb = io.BytesIO()
+    Image.new("L", (12_000, 12_000)).save(bomb, format="PNG")  # ~140 kB on disk, 144 M pixels decoded
+    (root / "img" / "bomb.png").write_bytes(bomb.getvalue())
+    (root / "img" / "note.txt").write_bytes(b"plain text, not an image")
     (root / "noai").mkdir()
     (root / "noai" / "ok1.jpg").write_bytes(_jpeg((5, 5, 5)))
     with serve(root) as server:
@@ -74,10 +78,16 @@ def test_real_download_records_every_failure_with_its_reason(site, tmp_path):
         "loop": f"{base}/redirect-loop/a",
         "opt_out": f"{base}/noai/ok1.jpg",
         "refused": f"http://127.0.0.1:{free_port()}/img/ok0.jpg",
+        "bomb": f"{base}/img/bomb.png",
+        "text_file": f"{base}/img/note.txt",
     }
     uids = _crawl_table(lake, "s1", urls)
     report = download_shard(
-        lake, "s1", DownloadConfig(image_size=64, timeout=1, retries=0, thread_count=8, allow_networks=LOOPBACK)
+        lake,
+        "s1",
+        DownloadConfig(
+            image_size=64, timeout=1, retries=0, thread_count=8, allow_networks=LOOPBACK, max_image_pixels=50_000_000
+        ),
     )
 
     ledger = lake.read_parquet(paths("s1")["ledger"])
@@ -96,9 +106,11 @@ def test_real_download_records_every_failure_with_its_reason(site, tmp_path):
         "loop": "redirect_error",
         "opt_out": "opt_out",
         "refused": "connection_error",
+        "bomb": "decompression_bomb",
+        "text_file": "not_an_image",
     }
     assert all(ledger.filter(pa.compute.invert(ledger["kept"]))["error_message"].to_pylist())
-    assert (report.rows_in, report.rows_kept) == (12, 3)
+    assert (report.rows_in, report.rows_kept) == (14, 3)
     crawl = lake.read_parquet(table_path("crawl", "s1"))
     assert check_ledger(ledger, REASONS, report=report, expected_uids=kept_uids(crawl)) == []
 
@@ -108,7 +120,7 @@ def test_real_download_records_every_failure_with_its_reason(site, tmp_path):
         assert len(jpgs) == 3
         img = Image.open(tf.extractfile(jpgs[0]))
         assert max(img.size) <= 96
-    assert lake.read_json(paths("s1")["stats"])["count"] == 12
+    assert lake.read_json(paths("s1")["stats"])["count"] == 14
     assert lake.read_json(paths("s1")["report"])["rows_kept"] == 3
 
 

@@ -19,6 +19,8 @@ from ops.download import REASONS, classify_error
         ("failed_to_download", "Use of image disallowed by X-Robots-Tag directive", "opt_out"),
         ("failed_to_resize", "Image decoding error", "not_an_image"),
         ("failed_to_resize", "image too small", "image_too_small"),
+        ("failed_to_resize", "decompression bomb: 40000x40000 > 89478485 pixels", "decompression_bomb"),
+        ("failed_to_download", "<urlopen error blocked non-public address: h resolves to 10.0.0.1>", "private_address"),
         ("failed_to_resize", "aspect ratio too large", "bad_aspect_ratio"),
         ("failed_to_download", "something new", "download_error"),
     ],
