@@ -6,11 +6,14 @@ Each check re-reads what the stage wrote to the lake (table, report, and for dow
 
 from __future__ import annotations
 
+import pyarrow.compute as pc
 from dagster import AssetCheckSpec
 
 from infra.lake import Lake
+from ops import dedup as dedup_op
 from ops import download as download_op
 from ops.crawl import PAIR_REASONS
+from ops.dedup.layout import hashes_path, hashes_report_path
 from ops.layout import report_path, table_path
 from ops.ledger import check_ledger, kept_uids
 from ops.report import StageReport
@@ -47,3 +50,20 @@ def download_problems(lake: Lake, shard: str, _report: StageReport) -> list[str]
     if written.extra.get("tar_samples") != written.rows_kept:
         problems.append(f"tar holds {written.extra.get('tar_samples')} samples, ledger keeps {written.rows_kept}")
     return problems
+
+
+def _download_kept(lake: Lake, shard: str) -> list[str]:
+    return kept_uids(lake.read_parquet(download_op.paths(shard)["ledger"], columns=["uid", "kept"]))
+
+
+def image_hashes_problems(lake: Lake, shard: str, _report: StageReport) -> list[str]:
+    written = StageReport.from_dict(lake.read_json(hashes_report_path(shard)))
+    table = lake.read_parquet(hashes_path(shard), columns=["uid", "reason"])
+    table = table.append_column("kept", pc.equal(table["reason"], ""))
+    return check_ledger(table, dedup_op.REASONS, report=written, expected_uids=_download_kept(lake, shard))
+
+
+def dedup_problems(lake: Lake, shard: str, _report: StageReport) -> list[str]:
+    written = StageReport.from_dict(lake.read_json(report_path("dedup", shard)))
+    table = lake.read_parquet(table_path("dedup", shard), columns=["uid", "kept", "reason"])
+    return check_ledger(table, dedup_op.REASONS, report=written, expected_uids=_download_kept(lake, shard))

@@ -8,6 +8,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from ops.crawl import CrawlConfig
+from ops.dedup import DedupConfig
 from ops.download import DownloadConfig
 
 
@@ -66,4 +67,29 @@ class DownloadSettings(ConfigurableResource):
             max_image_area=self.max_image_area or math.inf,
             max_aspect_ratio=self.max_aspect_ratio or math.inf,
             allow_networks=tuple(self.allow_networks),
+        )
+
+
+class DedupSettings(ConfigurableResource):
+    """How strict dedup is; see ``ops.dedup.DedupConfig`` for what each setting trades off."""
+
+    phash_radius: int = 2
+    eval_radius: int = 6
+    min_contrast: float = 1.0
+    eval_sets: list[str] = Field(
+        default_factory=list, description="Eval image folders to decontaminate against (lake-relative or URI)."
+    )
+    embed_model: str | None = Field(default=None, description="open_clip model name: enables semantic dedup.")
+    embed_pretrained: str | None = Field(default=None, description="open_clip pretrained tag or checkpoint path.")
+    semantic_threshold: float = 0.95
+
+    def config(self) -> DedupConfig:
+        return DedupConfig(
+            phash_radius=self.phash_radius,
+            eval_radius=self.eval_radius,
+            min_contrast=self.min_contrast,
+            eval_sets=tuple(self.eval_sets),
+            embed_model=self.embed_model,
+            embed_pretrained=self.embed_pretrained,
+            semantic_threshold=self.semantic_threshold,
         )

@@ -6,14 +6,15 @@ Load it with ``dagster dev -w workspace.yaml`` or ``dagster asset materialize -m
 from dagster import Definitions
 
 from assets.crawl import crawl
+from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
-from pipelines.jobs import ingest_job
+from pipelines.jobs import JOBS
 from pipelines.profiles import resources
 from pipelines.sensors import new_sources_sensor
 
 defs = Definitions(
-    assets=[crawl, download],
-    jobs=[ingest_job],
+    assets=[crawl, download, image_hashes, dedup_index, dedup],
+    jobs=JOBS,
     sensors=[new_sources_sensor],
     resources=resources(),
 )

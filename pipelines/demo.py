@@ -18,10 +18,13 @@ from dagster import DagsterInstance, SensorResult, build_sensor_context
 
 from infra.lake import Lake
 from infra.sample_web import generate, serve
+from ops.layout import STAGES, report_path
 from ops.sources import SOURCES, list_sources
 from pipelines.profiles import current_profile
 
 SAMPLE_PREFIX = f"{SOURCES}/sample_web"
+# (job, runs once per shard?) in dependency order: per-shard jobs alternate with global ones.
+PLAN = (("ingest_job", True), ("dedup_index_job", False), ("dedup_job", True))
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,12 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"new-sources sensor registered {len(added)} new shard(s): {added}")
         found, _ = list_sources(lake)
         keys = sorted(k for k, rel in found.items() if rel.startswith(SAMPLE_PREFIX + "/"))
-        job = defs.resolve_job_def("ingest_job")
-        for key in keys:
-            result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
-            print(f"ingest {key}: {'ok' if result.success else 'FAILED'} (run {result.run_id})")
-            if not result.success:
-                return 1
+        for job_name, per_shard in PLAN:
+            job = defs.resolve_job_def(job_name)
+            for key in keys if per_shard else [None]:
+                result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+                print(f"{job_name} {key or '(all shards)'}: {'ok' if result.success else 'FAILED'} ({result.run_id})")
+                if not result.success:
+                    return 1
         print(f"\npipeline finished in {time.perf_counter() - started:.1f}s over {len(keys)} shards\n")
         _summary(lake, keys)
     _where_to_look(lake)
@@ -96,9 +100,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _summary(lake: Lake, keys: list[str]) -> None:
     print(f"{'stage':<10} {'shard':<22} {'in':>6} {'kept':>6}  dropped")
-    for stage, report in (("crawl", "crawl/{}.report.json"), ("download", "download/{}.report.json")):
+    for stage in STAGES:
         for key in keys:
-            r = lake.read_json(report.format(key))
+            if not lake.exists(report_path(stage, key)):
+                continue
+            r = lake.read_json(report_path(stage, key))
             print(f"{stage:<10} {key:<22} {r['rows_in']:>6} {r['rows_kept']:>6}  {r['dropped']}")
 
 
@@ -108,7 +114,8 @@ def _where_to_look(lake: Lake) -> None:
         "\nwhere to look:\n"
         f"  Dagster UI : make ui, then http://127.0.0.1:3000 (instance in {home})\n"
         f"  MLflow     : .venv/bin/mlflow ui --backend-store-uri sqlite:///{lake.path('mlflow/mlflow.db')}\n"
-        f"  data       : {lake.root_uri}/{{crawl,download}}/"
+        f"  data       : {lake.root_uri}/{{{','.join(STAGES)}}}/\n"
+        "  one sample : .venv/bin/clipfoundry trace <uid>   (CLIPFOUNDRY_DATA_ROOT=data)"
     )
 
 

@@ -1,9 +1,25 @@
-"""Jobs are asset selections; ``*_job`` names say so."""
+"""Jobs are asset selections; ``*_job`` names say so.
+
+Dagster runs one partitions definition per job, so the pipeline alternates per-shard jobs (run once per shard,
+or over a partition range) with global jobs (run once over everything): ingest → dedup_index → dedup.
+"""
 
 from dagster import AssetSelection, define_asset_job
 
 ingest_job = define_asset_job(
     "ingest_job",
-    selection=AssetSelection.groups("ingest"),
-    description="Per shard: crawl the source file, then download its images.",
+    selection=AssetSelection.assets("crawl", "download", "image_hashes"),
+    description="Per shard: crawl the source file, download its images, fingerprint them.",
 )
+dedup_index_job = define_asset_job(
+    "dedup_index_job",
+    selection=AssetSelection.assets("dedup_index"),
+    description="Global: compare every shard's fingerprints and decide duplicates and eval contamination.",
+)
+dedup_job = define_asset_job(
+    "dedup_job",
+    selection=AssetSelection.assets("dedup"),
+    description="Per shard: write the shard's dedup decisions from the global index.",
+)
+
+JOBS = [ingest_job, dedup_index_job, dedup_job]

@@ -14,7 +14,7 @@ from typing import Any
 
 from dagster import EnvVar
 
-from assets.settings import CrawlSettings, DownloadSettings
+from assets.settings import CrawlSettings, DedupSettings, DownloadSettings
 from infra.resources import LakeResource, MlflowResource
 
 PROFILES = ("demo", "local", "production")
@@ -60,10 +60,12 @@ def resources(profile: str | None = None) -> dict[str, Any]:
             "download_settings": DownloadSettings(
                 image_size=128, timeout=5, retries=1, thread_count=32, allow_networks=["127.0.0.0/8"]
             ),
+            "dedup_settings": DedupSettings(eval_sets=["sample_web/eval/sample_web"]),
         }
     return {
         "lake": _lake("data" if profile == "local" else None),
         "mlflow": mlflow,
         "crawl_settings": CrawlSettings(),
         "download_settings": DownloadSettings(),
+        "dedup_settings": DedupSettings(),
     }

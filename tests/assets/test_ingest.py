@@ -10,6 +10,7 @@ from pathlib import Path
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
 from assets.crawl import crawl
+from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
 from infra.tracking import Tracker, default_tracking_uri
 from pipelines.partitions import shards
@@ -32,7 +33,7 @@ def _latest_check_passed(instance: DagsterInstance, asset: str) -> bool:
     return record.event.dagster_event.event_specific_data.passed
 
 
-def test_in_process_two_shards_checks_and_mlflow(small_web, dagster_home):
+def test_in_process_two_shards_through_dedup_with_checks_and_mlflow(small_web, dagster_home):
     instance = DagsterInstance.from_config(str(dagster_home))
     instance.add_dynamic_partitions(shards.name, small_web.shards)
     res = _demo_resources(small_web.root)
@@ -57,6 +58,22 @@ def test_in_process_two_shards_checks_and_mlflow(small_web, dagster_home):
         assert run.data.tags["dagster.partitions"] == key
         assert {"crawl.rows_in", "crawl.rows_kept", "download.rows_in", "download.rows_per_s"} <= set(run.data.metrics)
         assert run.data.metrics["download.rows_in"] == run.data.metrics["crawl.rows_kept"]
+
+    # dedup: fingerprint each shard, one global index, then per-shard decisions, all with blocking checks
+    for key in small_web.shards:
+        assert materialize([image_hashes], partition_key=key, resources=res, instance=instance).success
+        assert _latest_check_passed(instance, "image_hashes")
+    index = materialize([dedup_index], resources=res, instance=instance)
+    assert index.success
+    meta = instance.fetch_materializations(AssetKey("dedup_index"), limit=1).records[0].asset_materialization.metadata
+    assert meta["shards"].value == 2
+    [index_run] = tracker.runs_for(index.run_id)
+    assert "dedup/cluster_sizes.png" in [a.path for a in tracker.client.list_artifacts(index_run.info.run_id, "dedup")]
+    for key in small_web.shards:
+        assert materialize([dedup], partition_key=key, resources=res, instance=instance).success
+        assert _latest_check_passed(instance, "dedup")
+        report = small_web.lake.read_json(f"dedup/{key}.report.json")
+        assert report["rows_in"] == small_web.lake.read_json(f"download/{key}.report.json")["rows_kept"]
 
 
 def test_cli_materialize_partition_range_as_ci_would(small_web, dagster_home):

@@ -7,23 +7,38 @@ from dagster import AssetKey
 from pipelines.definitions import defs
 from pipelines.partitions import shards
 
+PER_SHARD = {"crawl", "download", "image_hashes", "dedup"}
+GLOBAL = {"dedup_index"}
+PARENTS = {
+    "crawl": set(),
+    "download": {"crawl"},
+    "image_hashes": {"download"},
+    "dedup_index": {"image_hashes"},
+    "dedup": {"dedup_index"},
+}
+
 
 def test_code_location_loads_with_every_resource():
     repo = defs.get_repository_def()
-    assert {"lake", "mlflow", "crawl_settings", "download_settings"} <= set(repo.get_top_level_resources())
-    assert defs.resolve_job_def("ingest_job") is not None
+    assert {"lake", "mlflow", "crawl_settings", "download_settings", "dedup_settings"} <= set(
+        repo.get_top_level_resources()
+    )
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest_job", "dedup_index_job", "dedup_job"}
     assert defs.resolve_sensor_def("new_sources_sensor").job_name == "ingest_job"
 
 
 def test_structure_snapshot():
     graph = defs.resolve_asset_graph()
-    per_shard = {"crawl", "download"}
-    for key in per_shard:
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == PER_SHARD | GLOBAL
+    for key in PER_SHARD:
         node = graph.get(AssetKey(key))
         assert node.partitions_def == shards
         assert node.backfill_policy is not None
-    assert graph.get(AssetKey("download")).parent_keys == {AssetKey("crawl")}
+    for key in GLOBAL:
+        assert graph.get(AssetKey(key)).partitions_def is None
+    for key, parents in PARENTS.items():
+        assert {p.to_user_string() for p in graph.get(AssetKey(key)).parent_keys} == parents
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
-    assert checks == {("crawl", "rows_conserved"), ("download", "rows_conserved")}
+    assert checks == {(k, "rows_conserved") for k in PER_SHARD}
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking

@@ -1,0 +1,33 @@
+"""Where the dedup stage keeps its files in the lake.
+
+``dedup/hashes/<shard>.parquet`` is written once per shard and never rewritten by the global index, which is
+what makes the index incremental; ``dedup/index/`` is rebuilt from those files; ``dedup/<shard>.parquet`` is the
+per-shard decision table of the data contract.
+"""
+
+from __future__ import annotations
+
+from ops.layout import report_path, table_path
+
+STAGE = "dedup"
+HASH_STAGE = "dedup/hashes"
+INDEX = "dedup/index"
+SUMMARY = f"{INDEX}/summary.json"
+
+
+def hashes_path(shard: str) -> str:
+    return table_path(HASH_STAGE, shard)
+
+
+def hashes_report_path(shard: str) -> str:
+    return report_path(HASH_STAGE, shard)
+
+
+def decisions_path(shard: str) -> str:
+    """The index's decisions for one shard's decodable samples, read by :func:`ops.dedup.dedup_shard`."""
+    return f"{INDEX}/decisions/{shard}.parquet"
+
+
+def eval_cache_path(name: str, listing_digest: str) -> str:
+    """Fingerprints of one eval set, keyed by its file listing, so an unchanged set is hashed once."""
+    return f"{INDEX}/eval/{name}-{listing_digest}.parquet"

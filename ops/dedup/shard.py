@@ -1,0 +1,181 @@
+"""The per-shard dedup ops: fingerprint a downloaded shard once, and later project the global index onto it.
+
+``hash_shard`` is the only step that reads pixels. It streams the shard's webdataset tar, decodes every image
+the download ledger kept exactly once, and writes ``dedup/hashes/<shard>.parquet``. The global index is built
+from these files alone, so adding a shard hashes that shard only. ``dedup_shard`` then writes the stage's
+decision table for the shard from the index: every sample that entered the stage, kept or dropped with a reason.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import PurePosixPath
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from infra.lake import Lake
+from ops.dedup import reasons as R
+from ops.dedup.config import DedupConfig
+from ops.dedup.embed import embed_images
+from ops.dedup.fingerprint import UndecodableImage, contrast, fingerprint, phash_from_pixels
+from ops.dedup.layout import STAGE, SUMMARY, decisions_path, hashes_path, hashes_report_path
+from ops.layout import report_path, table_path
+from ops.report import StageReport
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+
+HASH_FIELDS = [
+    ("uid", pa.string()),
+    ("key", pa.string()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("pixel_sha256", pa.string()),
+    ("phash", pa.uint64()),
+    ("contrast", pa.float32()),
+    ("reason", pa.string()),
+]
+
+SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("key", pa.string()),
+        ("pixel_sha256", pa.string()),
+        ("phash", pa.uint64()),
+        ("kept", pa.bool_()),
+        ("reason", pa.string()),
+        ("duplicate_of", pa.string()),
+        ("duplicate_of_shard", pa.string()),
+        ("cluster_size", pa.int64()),
+    ]
+)
+
+
+def hash_schema(config: DedupConfig) -> pa.Schema:
+    """The hash table's schema; the embedding model is recorded so the index can refuse mixed models."""
+    fields = list(HASH_FIELDS)
+    if config.semantic:
+        fields.append(("embedding", pa.list_(pa.float32())))
+    meta = {"embed_model": config.embed_model or "", "embed_pretrained": config.embed_pretrained or ""}
+    return pa.schema(fields, metadata=meta)
+
+
+class _Hasher:
+    """Fingerprints (and embeds) images a batch at a time, so a batch of decoded images is all that is held."""
+
+    def __init__(self, config: DedupConfig) -> None:
+        self._config = config
+        self.rows: dict[str, dict] = {}
+        self._keys: list[str] = []
+        self._thumbs: list[np.ndarray] = []
+        self._images: list = []
+
+    def add(self, key: str, data: bytes) -> None:
+        try:
+            image, sha, thumb = fingerprint(data)
+        except UndecodableImage:
+            self.rows[key] = {"reason": R.UNDECODABLE}
+            return
+        self.rows[key] = {"width": image.width, "height": image.height, "pixel_sha256": sha, "reason": ""}
+        self._keys.append(key)
+        self._thumbs.append(thumb)
+        if self._config.semantic:
+            self._images.append(image)
+        if len(self._keys) >= self._config.hash_batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._keys:
+            return
+        thumbs = np.stack(self._thumbs)
+        hashes, spread = phash_from_pixels(thumbs).tolist(), contrast(thumbs).tolist()
+        for key, value, level in zip(self._keys, hashes, spread, strict=True):
+            self.rows[key]["phash"] = value
+            self.rows[key]["contrast"] = level
+        if self._config.semantic:
+            c = self._config
+            vectors = embed_images(self._images, c.embed_model, c.embed_pretrained, c.embed_batch_size)
+            for key, vector in zip(self._keys, vectors, strict=True):
+                self.rows[key]["embedding"] = vector.tolist()
+        self._keys, self._thumbs, self._images = [], [], []
+
+
+def hash_shard(lake: Lake, shard: str, config: DedupConfig) -> StageReport:
+    """Fingerprint the download-kept samples of one shard into ``dedup/hashes/<shard>.parquet``."""
+    report = StageReport(stage="dedup_hash", shard=shard)
+    with report.timed():
+        ledger = lake.read_parquet(table_path("download", shard), columns=["uid", "key", "kept"])
+        ledger = ledger.filter(pc.field("kept"))
+        uids, keys = ledger["uid"].to_pylist(), ledger["key"].to_pylist()
+        wanted = set(keys)
+        hasher = _Hasher(config)
+        with lake.open(f"download/{shard}.tar") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+            for member in tar:
+                name = PurePosixPath(member.name).name
+                key, _, ext = name.partition(".")
+                if member.isfile() and ext.lower() in IMAGE_EXTENSIONS and key in wanted and key not in hasher.rows:
+                    hasher.add(key, tar.extractfile(member).read())
+        hasher.flush()
+        schema = hash_schema(config)
+        columns: dict[str, list] = {field.name: [] for field in schema}
+        for uid, key in zip(uids, keys, strict=True):
+            row = hasher.rows.get(key, {"reason": R.MISSING_IMAGE})
+            columns["uid"].append(uid)
+            columns["key"].append(key)
+            for name in columns:
+                if name not in ("uid", "key"):
+                    columns[name].append(row.get(name))
+        table = pa.Table.from_pydict(columns, schema=schema)
+        lake.write_parquet(hashes_path(shard), table)
+        reasons = columns["reason"]
+        report.count([r == "" for r in reasons], reasons)
+    report.extra["semantic"] = config.semantic
+    report.check()
+    lake.write_json(hashes_report_path(shard), report.to_dict())
+    return report
+
+
+def dedup_shard(lake: Lake, shard: str, config: DedupConfig) -> StageReport:
+    """Write ``dedup/<shard>.parquet`` and its report from the shard's hashes and the global index."""
+    report = StageReport(stage=STAGE, shard=shard)
+    with report.timed():
+        summary = lake.read_json(SUMMARY)
+        if shard not in summary["shards"]:
+            raise ValueError(f"shard {shard!r} is not in the dedup index; rebuild the index with it")
+        if summary["config_digest"] != config.digest():
+            raise ValueError("the dedup index was built with another config; rebuild it with this one")
+        hashes = lake.read_parquet(hashes_path(shard), columns=["uid", "key", "pixel_sha256", "phash", "reason"])
+        decisions = lake.read_parquet(decisions_path(shard))
+        at = pc.index_in(hashes["key"], value_set=decisions["key"])
+        decoded = pc.equal(hashes["reason"], "")
+        if pc.any(pc.and_(decoded, pc.is_null(at))).as_py():
+            raise ValueError(f"the dedup index lacks decisions for some samples of {shard!r}; rebuild it")
+        picked = decisions.take(at)
+        kept = pc.fill_null(picked["kept"], False)
+        reason = pc.if_else(decoded, picked["reason"], hashes["reason"])
+        table = pa.table(
+            {
+                "uid": hashes["uid"],
+                "key": hashes["key"],
+                "pixel_sha256": hashes["pixel_sha256"],
+                "phash": hashes["phash"],
+                "kept": kept,
+                "reason": reason,
+                "duplicate_of": picked["duplicate_of"],
+                "duplicate_of_shard": picked["duplicate_of_shard"],
+                "cluster_size": picked["cluster_size"],
+            },
+            schema=SCHEMA,
+        )
+        lake.write_parquet(table_path(STAGE, shard), table)
+        report.count(table["kept"].to_pylist(), table["reason"].to_pylist())
+        elsewhere = pc.and_(
+            pc.not_equal(pc.fill_null(picked["duplicate_of_shard"], shard), shard),
+            pc.not_equal(reason, R.EVAL_CONTAMINATION),
+        )
+        report.extra["duplicates_in_other_shards"] = pc.sum(pc.and_(pc.invert(kept), elsewhere)).as_py() or 0
+        report.extra["index_config_digest"] = summary["config_digest"]
+    report.check()
+    lake.write_json(report_path(STAGE, shard), report.to_dict())
+    return report
