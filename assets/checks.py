@@ -16,6 +16,8 @@ from ops.crawl import PAIR_REASONS
 from ops.dedup.layout import hashes_path, hashes_report_path
 from ops.layout import report_path, table_path
 from ops.ledger import check_ledger, kept_uids
+from ops.quality import REASONS as QUALITY_REASONS
+from ops.recaption import REASONS as RECAPTION_REASONS
 from ops.report import StageReport
 
 ROWS_CONSERVED = "rows_conserved"
@@ -67,3 +69,23 @@ def dedup_problems(lake: Lake, shard: str, _report: StageReport) -> list[str]:
     written = StageReport.from_dict(lake.read_json(report_path("dedup", shard)))
     table = lake.read_parquet(table_path("dedup", shard), columns=["uid", "kept", "reason"])
     return check_ledger(table, dedup_op.REASONS, report=written, expected_uids=_download_kept(lake, shard))
+
+
+def _passed_on(lake: Lake, stage: str, shard: str, written: StageReport, reasons: frozenset[str] | tuple) -> list[str]:
+    """Problems of a stage whose input is what the upstream named in its report kept."""
+    upstream = written.extra.get("upstream")
+    if not upstream:
+        return [f"{stage} report does not name its upstream stage"]
+    expected = kept_uids(lake.read_parquet(table_path(upstream, shard), columns=["uid", "kept"]))
+    table = lake.read_parquet(table_path(stage, shard), columns=["uid", "kept", "reason"])
+    return check_ledger(table, reasons, report=written, expected_uids=expected)
+
+
+def quality_problems(lake: Lake, shard: str, _report: StageReport) -> list[str]:
+    written = StageReport.from_dict(lake.read_json(report_path("quality", shard)))
+    return _passed_on(lake, "quality", shard, written, QUALITY_REASONS)
+
+
+def recaption_problems(lake: Lake, shard: str, _report: StageReport) -> list[str]:
+    written = StageReport.from_dict(lake.read_json(report_path("recaption", shard)))
+    return _passed_on(lake, "recaption", shard, written, RECAPTION_REASONS)

@@ -90,6 +90,7 @@ def per_shard(
     check: Callable[[str, StageReport], list[str]],
     check_name: str,
     preview: Callable[[str], pa.Table] | None = None,
+    extra_metadata: dict[str, MetadataValue] | None = None,
 ) -> MaterializeResult:
     """Run ``op`` for each partition of this run, verify its books, log to MLflow, and build the result."""
     reports: list[StageReport] = []
@@ -107,6 +108,7 @@ def per_shard(
     mlflow_run = track(context, mlflow, lake, reports)
     metadata = stage_metadata(reports)
     metadata["mlflow_run_id"] = MetadataValue.text(mlflow_run)
+    metadata.update(extra_metadata or {})
     if preview is not None:
         metadata["preview"] = MetadataValue.md(markdown_table(preview(reports[-1].shard)))
     check_result = AssetCheckResult(

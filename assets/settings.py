@@ -10,6 +10,9 @@ from pydantic import Field
 from ops.crawl import CrawlConfig
 from ops.dedup import DedupConfig
 from ops.download import DownloadConfig
+from ops.quality import PRESETS, ClipModelSpec, ClipScorer, JudgeConfig, QualityConfig
+from ops.recaption import RecaptionConfig
+from ops.vlm import VlmBackend, VlmConfig, load_backend
 
 
 class CrawlSettings(ConfigurableResource):
@@ -93,3 +96,59 @@ class DedupSettings(ConfigurableResource):
             embed_pretrained=self.embed_pretrained,
             semantic_threshold=self.semantic_threshold,
         )
+
+
+class QualitySettings(ConfigurableResource):
+    """Quality filters: a heuristic preset, an optional CLIP-score filter and an optional VLM judge.
+
+    With no CLIP model or judge configured the stage says so in its metadata and never invents a score.
+    """
+
+    heuristics_preset: str = Field(default="datacomp_basic", description=f"one of {sorted(PRESETS)}")
+    clip_model: str | None = Field(default=None, description="open_clip architecture, e.g. ViT-B-32")
+    clip_pretrained: str | None = Field(default=None, description="open_clip pretrained tag or checkpoint path")
+    clip_mlflow_uri: str | None = Field(default=None, description="runs:/... or models:/... of a logged CLIP model")
+    clip_threshold: float | None = Field(default=None, description="absolute CLIP-score threshold")
+    clip_top_fraction: float | None = Field(default=None, description="keep this top fraction over ALL shards")
+    judge_model: str | None = Field(default=None, description="VLM checkpoint folder or hub id for the judge")
+    judge_backend: str = "hf"
+    judge_mode: str = Field(default="generate", description="generate (parse 'score: {N}') or logits")
+    judge_threshold: float = 9
+
+    def quality_config(self) -> QualityConfig:
+        return QualityConfig(
+            heuristics=PRESETS[self.heuristics_preset],
+            clip_threshold=self.clip_threshold,
+            clip_top_fraction=self.clip_top_fraction,
+            judge=JudgeConfig(threshold=self.judge_threshold, mode=self.judge_mode),
+        )
+
+    def clip_scorer(self) -> ClipScorer | None:
+        if self.clip_model is None:
+            return None
+        spec = ClipModelSpec(model=self.clip_model, pretrained=self.clip_pretrained, mlflow_uri=self.clip_mlflow_uri)
+        return ClipScorer(spec)
+
+    def judge(self) -> VlmBackend | None:
+        if self.judge_model is None:
+            return None
+        return load_backend(VlmConfig(model=self.judge_model, backend=self.judge_backend))
+
+
+class RecaptionSettings(ConfigurableResource):
+    """The captioner; with none configured every sample keeps only its raw caption, and the metadata says so."""
+
+    captioner_model: str | None = Field(default=None, description="VLM checkpoint folder or hub id")
+    captioner_backend: str = "hf"
+    prompt: str | None = Field(default=None, description="may quote the raw caption as {caption}")
+    max_new_tokens: int = 160
+
+    def config(self) -> RecaptionConfig:
+        if self.prompt is None:
+            return RecaptionConfig(max_new_tokens=self.max_new_tokens)
+        return RecaptionConfig(prompt=self.prompt, max_new_tokens=self.max_new_tokens)
+
+    def captioner(self) -> VlmBackend | None:
+        if self.captioner_model is None:
+            return None
+        return load_backend(VlmConfig(model=self.captioner_model, backend=self.captioner_backend))

@@ -17,6 +17,8 @@ from bench.common import OUT, REPO, machine
 BENCHMARKS = {
     "crawl": "crawl: pages/s and pairs/s per core",
     "download": "download: asset vs plain img2dataset",
+    "dedup": "dedup: perceptual hashing and near-duplicate recall/precision",
+    "quality": "quality and recaption: pipeline overhead around the model (CPU)",
 }
 
 INTRO = """# Benchmarks

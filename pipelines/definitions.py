@@ -8,12 +8,13 @@ from dagster import Definitions
 from assets.crawl import crawl
 from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
+from assets.quality import clip_score_threshold, clip_scores, quality, recaption
 from pipelines.jobs import JOBS
 from pipelines.profiles import resources
 from pipelines.sensors import new_sources_sensor
 
 defs = Definitions(
-    assets=[crawl, download, image_hashes, dedup_index, dedup],
+    assets=[crawl, download, image_hashes, dedup_index, dedup, clip_scores, clip_score_threshold, quality, recaption],
     jobs=JOBS,
     sensors=[new_sources_sensor],
     resources=resources(),

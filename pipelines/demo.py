@@ -24,7 +24,13 @@ from pipelines.profiles import current_profile
 
 SAMPLE_PREFIX = f"{SOURCES}/sample_web"
 # (job, runs once per shard?) in dependency order: per-shard jobs alternate with global ones.
-PLAN = (("ingest_job", True), ("dedup_index_job", False), ("dedup_job", True))
+PLAN = (
+    ("ingest_job", True),
+    ("dedup_index_job", False),
+    ("dedup_job", True),
+    ("clip_score_threshold_job", False),
+    ("quality_job", True),
+)
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:

@@ -14,7 +14,7 @@ from typing import Any
 
 from dagster import EnvVar
 
-from assets.settings import CrawlSettings, DedupSettings, DownloadSettings
+from assets.settings import CrawlSettings, DedupSettings, DownloadSettings, QualitySettings, RecaptionSettings
 from infra.resources import LakeResource, MlflowResource
 
 PROFILES = ("demo", "local", "production")
@@ -61,6 +61,8 @@ def resources(profile: str | None = None) -> dict[str, Any]:
                 image_size=128, timeout=5, retries=1, thread_count=32, allow_networks=["127.0.0.0/8"]
             ),
             "dedup_settings": DedupSettings(eval_sets=["sample_web/eval/sample_web"]),
+            "quality_settings": QualitySettings(),
+            "recaption_settings": RecaptionSettings(),
         }
     return {
         "lake": _lake("data" if profile == "local" else None),
@@ -68,4 +70,6 @@ def resources(profile: str | None = None) -> dict[str, Any]:
         "crawl_settings": CrawlSettings(),
         "download_settings": DownloadSettings(),
         "dedup_settings": DedupSettings(),
+        "quality_settings": QualitySettings(),
+        "recaption_settings": RecaptionSettings(),
     }

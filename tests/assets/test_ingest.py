@@ -12,6 +12,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 from assets.crawl import crawl
 from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
+from assets.quality import clip_score_threshold, clip_scores, quality, recaption
 from infra.tracking import Tracker, default_tracking_uri
 from pipelines.partitions import shards
 from pipelines.profiles import resources
@@ -74,6 +75,20 @@ def test_in_process_two_shards_through_dedup_with_checks_and_mlflow(small_web, d
         assert _latest_check_passed(instance, "dedup")
         report = small_web.lake.read_json(f"dedup/{key}.report.json")
         assert report["rows_in"] == small_web.lake.read_json(f"download/{key}.report.json")["rows_kept"]
+
+    # quality + recaption with the demo's honest defaults: heuristics only, no model invented
+    for key in small_web.shards:
+        assert materialize([clip_scores], partition_key=key, resources=res, instance=instance).success
+    assert materialize([clip_score_threshold], resources=res, instance=instance).success
+    for key in small_web.shards:
+        assert materialize([quality, recaption], partition_key=key, resources=res, instance=instance).success
+        assert _latest_check_passed(instance, "quality") and _latest_check_passed(instance, "recaption")
+        q = small_web.lake.read_json(f"quality/{key}.report.json")
+        assert q["rows_in"] == small_web.lake.read_json(f"dedup/{key}.report.json")["rows_kept"]
+        assert q["extra"]["clip_score"] == "no CLIP model configured" and q["extra"]["judge"] == "no judge configured"
+        assert q["dropped"].get("language", 0) > 0  # the sample web's non-English captions
+    meta = instance.fetch_materializations(AssetKey("recaption"), limit=1).records[0].asset_materialization.metadata
+    assert meta["captioner"].value == "no captioner configured"
 
 
 def test_cli_materialize_partition_range_as_ci_would(small_web, dagster_home):

@@ -7,23 +7,28 @@ from dagster import AssetKey
 from pipelines.definitions import defs
 from pipelines.partitions import shards
 
-PER_SHARD = {"crawl", "download", "image_hashes", "dedup"}
-GLOBAL = {"dedup_index"}
+PER_SHARD = {"crawl", "download", "image_hashes", "dedup", "clip_scores", "quality", "recaption"}
+GLOBAL = {"dedup_index", "clip_score_threshold"}
+CHECKED = {"crawl", "download", "image_hashes", "dedup", "quality", "recaption"}
 PARENTS = {
     "crawl": set(),
     "download": {"crawl"},
     "image_hashes": {"download"},
     "dedup_index": {"image_hashes"},
     "dedup": {"dedup_index"},
+    "clip_scores": {"dedup"},
+    "clip_score_threshold": {"clip_scores"},
+    "quality": {"clip_score_threshold"},
+    "recaption": {"quality"},
 }
 
 
 def test_code_location_loads_with_every_resource():
     repo = defs.get_repository_def()
-    assert {"lake", "mlflow", "crawl_settings", "download_settings", "dedup_settings"} <= set(
-        repo.get_top_level_resources()
-    )
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest_job", "dedup_index_job", "dedup_job"}
+    settings = {"crawl_settings", "download_settings", "dedup_settings", "quality_settings", "recaption_settings"}
+    assert {"lake", "mlflow"} | settings <= set(repo.get_top_level_resources())
+    jobs = {"ingest_job", "dedup_index_job", "dedup_job", "clip_score_threshold_job", "quality_job"}
+    assert jobs <= {j.name for j in defs.resolve_all_job_defs()}
     assert defs.resolve_sensor_def("new_sources_sensor").job_name == "ingest_job"
 
 
@@ -39,6 +44,6 @@ def test_structure_snapshot():
     for key, parents in PARENTS.items():
         assert {p.to_user_string() for p in graph.get(AssetKey(key)).parent_keys} == parents
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
-    assert checks == {(k, "rows_conserved") for k in PER_SHARD}
+    assert checks == {(k, "rows_conserved") for k in CHECKED}
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking

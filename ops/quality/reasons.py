@@ -1,0 +1,26 @@
+"""The fixed vocabulary of the quality stage, in precedence order: a sample failing several checks carries the
+first one. Cheap metadata checks come first, then the CLIP score, then the VLM judge, which only ever sees the
+samples every earlier check kept (it is by far the most expensive)."""
+
+from __future__ import annotations
+
+LANGUAGE = "language"
+CAPTION_TOO_SHORT = "caption_too_short"
+CAPTION_TOO_LONG = "caption_too_long"
+IMAGE_TOO_SMALL = "image_too_small"
+ASPECT_RATIO = "aspect_ratio"
+UNDECODABLE = "undecodable"  # no readable image (or image size) for the sample
+NAN_SCORE = "nan_score"  # a model returned a score that is not a number
+CLIP_SCORE_LOW = "clip_score_low"
+JUDGE_UNPARSEABLE = "judge_unparseable"  # the judge's answer does not end in a valid ``score: {N}``
+JUDGE_SCORE_LOW = "judge_score_low"
+
+HEURISTIC_REASONS = (LANGUAGE, CAPTION_TOO_SHORT, CAPTION_TOO_LONG, IMAGE_TOO_SMALL, ASPECT_RATIO, UNDECODABLE)
+REASONS: tuple[str, ...] = (
+    *HEURISTIC_REASONS,
+    NAN_SCORE,
+    CLIP_SCORE_LOW,
+    JUDGE_UNPARSEABLE,
+    JUDGE_SCORE_LOW,
+)
+CLIP_SCORE_REASONS: tuple[str, ...] = (UNDECODABLE, NAN_SCORE)
