@@ -6,6 +6,7 @@ Each check re-reads what the stage wrote to the lake (table, report, and for dow
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetCheckSpec
 
@@ -13,6 +14,8 @@ from infra.lake import Lake
 from ops import dedup as dedup_op
 from ops import download as download_op
 from ops.crawl import PAIR_REASONS
+from ops.curation.reasons import REASONS as CURATION_REASONS
+from ops.curation.stage import MATCHES_STAGE, curation_input
 from ops.dedup.layout import hashes_path, hashes_report_path
 from ops.layout import report_path, table_path
 from ops.ledger import check_ledger, kept_uids
@@ -89,3 +92,19 @@ def quality_problems(lake: Lake, shard: str, _report: StageReport) -> list[str]:
 def recaption_problems(lake: Lake, shard: str, _report: StageReport) -> list[str]:
     written = StageReport.from_dict(lake.read_json(report_path("recaption", shard)))
     return _passed_on(lake, "recaption", shard, written, RECAPTION_REASONS)
+
+
+def curation_matches_problems(lake: Lake, shard: str, _report: StageReport) -> list[str]:
+    written = StageReport.from_dict(lake.read_json(report_path(MATCHES_STAGE, shard)))
+    table = lake.read_parquet(table_path(MATCHES_STAGE, shard))
+    matched = pc.greater(pc.list_value_length(table["entry_ids"]), 0)
+    table = pa.table({"uid": table["uid"], "kept": matched, "reason": pc.if_else(matched, "", "no_match")})
+    expected = curation_input(lake, shard)[0]["uid"].to_pylist()
+    return check_ledger(table, CURATION_REASONS, report=written, expected_uids=expected)
+
+
+def curation_problems(lake: Lake, shard: str, _report: StageReport) -> list[str]:
+    written = StageReport.from_dict(lake.read_json(report_path("curation", shard)))
+    table = lake.read_parquet(table_path("curation", shard), columns=["uid", "kept", "reason"])
+    expected = curation_input(lake, shard)[0]["uid"].to_pylist()
+    return check_ledger(table, CURATION_REASONS, report=written, expected_uids=expected)

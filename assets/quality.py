@@ -5,7 +5,7 @@ import pyarrow.compute as pc
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from assets.checks import ROWS_CONSERVED, conservation_spec, quality_problems, recaption_problems
-from assets.dedup import dedup
+from assets.curation import curation
 from assets.reporting import per_shard, track
 from assets.settings import QualitySettings, RecaptionSettings
 from infra.resources import LakeResource, MlflowResource
@@ -20,7 +20,7 @@ GPU_POOL = "gpu"
 
 @asset(
     partitions_def=shards,
-    deps=[dedup],
+    deps=[curation],
     group_name="quality",
     kinds={"pytorch", "parquet"},
     backfill_policy=BackfillPolicy.single_run(),

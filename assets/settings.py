@@ -8,6 +8,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from ops.crawl import CrawlConfig
+from ops.curation import BalanceConfig, MetadataConfig
 from ops.dedup import DedupConfig
 from ops.download import DownloadConfig
 from ops.quality import PRESETS, ClipModelSpec, ClipScorer, JudgeConfig, QualityConfig
@@ -152,3 +153,33 @@ class RecaptionSettings(ConfigurableResource):
         if self.captioner_model is None:
             return None
         return load_backend(VlmConfig(model=self.captioner_model, backend=self.captioner_backend))
+
+
+class CurationSettings(ConfigurableResource):
+    """MetaCLIP curation: where the metadata comes from, and the balancing threshold.
+
+    ``metadata_uri`` loads a MetaCLIP-format list (a lake path or any fsspec URI); without it, the list is built
+    from WordNet plus unigrams and PMI bigrams of the pipeline's own crawled text. Exactly one of ``t`` and
+    ``tail_fraction`` sets the balance point.
+    """
+
+    metadata_uri: str | None = Field(default=None, description="JSON list of entries; unset builds one")
+    lang: str | None = "en"
+    min_unigram_count: int = 100
+    pmi_threshold: float = 30.0
+    max_entries: int = 500_000
+    t: float | None = Field(default=20_000, description="MetaCLIP's t (20,000 for 400M out of 1.6B)")
+    tail_fraction: float | None = Field(default=None, description="derive t so this share of matches is tail")
+    seed: int = 0
+
+    def metadata_config(self) -> MetadataConfig:
+        return MetadataConfig(
+            lang=self.lang,
+            min_unigram_count=self.min_unigram_count,
+            pmi_threshold=self.pmi_threshold,
+            max_entries=self.max_entries,
+        )
+
+    def balance_config(self) -> BalanceConfig:
+        t = None if self.tail_fraction is not None else self.t
+        return BalanceConfig(t=t, tail_fraction=self.tail_fraction, seed=self.seed)

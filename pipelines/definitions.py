@@ -6,6 +6,7 @@ Load it with ``dagster dev -w workspace.yaml`` or ``dagster asset materialize -m
 from dagster import Definitions
 
 from assets.crawl import crawl
+from assets.curation import curation, curation_matches, entry_counts, metaclip_metadata
 from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
 from assets.quality import clip_score_threshold, clip_scores, quality, recaption
@@ -14,7 +15,21 @@ from pipelines.profiles import resources
 from pipelines.sensors import new_sources_sensor
 
 defs = Definitions(
-    assets=[crawl, download, image_hashes, dedup_index, dedup, clip_scores, clip_score_threshold, quality, recaption],
+    assets=[
+        crawl,
+        download,
+        image_hashes,
+        dedup_index,
+        dedup,
+        metaclip_metadata,
+        curation_matches,
+        entry_counts,
+        curation,
+        clip_scores,
+        clip_score_threshold,
+        quality,
+        recaption,
+    ],
     jobs=JOBS,
     sensors=[new_sources_sensor],
     resources=resources(),

@@ -17,17 +17,19 @@ from pathlib import Path
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
 from infra.lake import Lake
-from infra.sample_web import generate, serve
+from infra.sample_web import generate, metadata_entries, serve
 from ops.layout import STAGES, report_path
 from ops.sources import SOURCES, list_sources
-from pipelines.profiles import current_profile
+from pipelines.profiles import SAMPLE_WEB_METADATA, current_profile
 
 SAMPLE_PREFIX = f"{SOURCES}/sample_web"
 # (job, runs once per shard?) in dependency order: per-shard jobs alternate with global ones.
 PLAN = (
     ("ingest_job", True),
-    ("dedup_index_job", False),
+    ("metadata_job", False),
     ("dedup_job", True),
+    ("entry_counts_job", False),
+    ("curate_job", True),
     ("clip_score_threshold_job", False),
     ("quality_job", True),
 )
@@ -44,6 +46,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 def prepare_sample_web(lake: Lake, work: Path, base_url: str, seed: int, **sizes: int):
     """Generate the web in ``work`` and publish its WARCs under ``sources/sample_web/`` (unchanged ones stay)."""
     web = generate(work, base_url, seed=seed, **sizes)
+    lake.write_json(SAMPLE_WEB_METADATA, metadata_entries())
     for warc in web.warc_paths:
         rel = f"{SAMPLE_PREFIX}/{warc.name}"
         if not lake.exists(rel) or lake.read_bytes(rel) != warc.read_bytes():

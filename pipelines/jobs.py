@@ -2,7 +2,8 @@
 
 Dagster runs one partitions definition per job, so the pipeline alternates per-shard jobs (run once per shard,
 or over a partition range) with global jobs (run once over everything):
-ingest → dedup_index → dedup (+ CLIP scores) → CLIP threshold → quality + recaption.
+ingest → dedup index + metadata → dedup + matching → entry counts → balancing + CLIP scores → CLIP threshold →
+quality + recaption.
 """
 
 from dagster import AssetSelection, define_asset_job
@@ -12,15 +13,20 @@ ingest_job = define_asset_job(
     selection=AssetSelection.assets("crawl", "download", "image_hashes"),
     description="Per shard: crawl the source file, download its images, fingerprint them.",
 )
-dedup_index_job = define_asset_job(
-    "dedup_index_job",
-    selection=AssetSelection.assets("dedup_index"),
-    description="Global: compare every shard's fingerprints and decide duplicates and eval contamination.",
+metadata_job = define_asset_job(
+    "metadata_job",
+    selection=AssetSelection.assets("dedup_index", "metaclip_metadata"),
+    description="Global: the dedup index over every shard's fingerprints, and the MetaCLIP entry list.",
 )
 dedup_job = define_asset_job(
     "dedup_job",
-    selection=AssetSelection.assets("dedup", "clip_scores"),
-    description="Per shard: write the shard's dedup decisions from the global index, then raw CLIP scores.",
+    selection=AssetSelection.assets("dedup", "curation_matches"),
+    description="Per shard: the shard's dedup decisions, then MetaCLIP matching of the surviving captions.",
+)
+entry_counts_job = define_asset_job(
+    "entry_counts_job",
+    selection=AssetSelection.assets("entry_counts"),
+    description="Global: matches per MetaCLIP entry over every shard.",
 )
 
 clip_score_threshold_job = define_asset_job(
@@ -28,10 +34,15 @@ clip_score_threshold_job = define_asset_job(
     selection=AssetSelection.assets("clip_score_threshold"),
     description="Global: the CLIP-score threshold that keeps the configured top fraction over all shards.",
 )
+curate_job = define_asset_job(
+    "curate_job",
+    selection=AssetSelection.assets("curation", "clip_scores"),
+    description="Per shard: MetaCLIP balancing, then raw CLIP scores of the balanced pool.",
+)
 quality_job = define_asset_job(
     "quality_job",
     selection=AssetSelection.assets("quality", "recaption"),
     description="Per shard: quality filters (heuristics, CLIP score, VLM judge), then recaptioning.",
 )
 
-JOBS = [ingest_job, dedup_index_job, dedup_job, clip_score_threshold_job, quality_job]
+JOBS = [ingest_job, metadata_job, dedup_job, entry_counts_job, curate_job, clip_score_threshold_job, quality_job]

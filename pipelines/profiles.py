@@ -14,10 +14,19 @@ from typing import Any
 
 from dagster import EnvVar
 
-from assets.settings import CrawlSettings, DedupSettings, DownloadSettings, QualitySettings, RecaptionSettings
+from assets.settings import (
+    CrawlSettings,
+    CurationSettings,
+    DedupSettings,
+    DownloadSettings,
+    QualitySettings,
+    RecaptionSettings,
+)
 from infra.resources import LakeResource, MlflowResource
 
 PROFILES = ("demo", "local", "production")
+# The sample web's MetaCLIP-format entry list (its colours, shapes and concepts), published by the demo.
+SAMPLE_WEB_METADATA = "sample_web/metadata.json"
 
 
 def current_profile() -> str:
@@ -61,6 +70,7 @@ def resources(profile: str | None = None) -> dict[str, Any]:
                 image_size=128, timeout=5, retries=1, thread_count=32, allow_networks=["127.0.0.0/8"]
             ),
             "dedup_settings": DedupSettings(eval_sets=["sample_web/eval/sample_web"]),
+            "curation_settings": CurationSettings(metadata_uri=SAMPLE_WEB_METADATA, t=50),
             "quality_settings": QualitySettings(),
             "recaption_settings": RecaptionSettings(),
         }
@@ -70,6 +80,7 @@ def resources(profile: str | None = None) -> dict[str, Any]:
         "crawl_settings": CrawlSettings(),
         "download_settings": DownloadSettings(),
         "dedup_settings": DedupSettings(),
+        "curation_settings": CurationSettings(),
         "quality_settings": QualitySettings(),
         "recaption_settings": RecaptionSettings(),
     }

@@ -10,6 +10,7 @@ from pathlib import Path
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
 from assets.crawl import crawl
+from assets.curation import curation, curation_matches, entry_counts, metaclip_metadata
 from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
 from assets.quality import clip_score_threshold, clip_scores, quality, recaption
@@ -76,6 +77,19 @@ def test_in_process_two_shards_through_dedup_with_checks_and_mlflow(small_web, d
         report = small_web.lake.read_json(f"dedup/{key}.report.json")
         assert report["rows_in"] == small_web.lake.read_json(f"download/{key}.report.json")["rows_kept"]
 
+    # MetaCLIP curation: the sample web's metadata, matches, global counts, balancing
+    assert materialize([metaclip_metadata], resources=res, instance=instance).success
+    for key in small_web.shards:
+        assert materialize([curation_matches], partition_key=key, resources=res, instance=instance).success
+        assert _latest_check_passed(instance, "curation_matches")
+    assert materialize([entry_counts], resources=res, instance=instance).success
+    for key in small_web.shards:
+        assert materialize([curation], partition_key=key, resources=res, instance=instance).success
+        assert _latest_check_passed(instance, "curation")
+    [curation_run] = tracker.runs_for(instance.fetch_materializations(AssetKey("curation"), limit=1).records[0].run_id)
+    plots = [a.path for a in tracker.client.list_artifacts(curation_run.info.run_id, "curation")]
+    assert "curation/entry_counts_head_tail.png" in plots
+
     # quality + recaption with the demo's honest defaults: heuristics only, no model invented
     for key in small_web.shards:
         assert materialize([clip_scores], partition_key=key, resources=res, instance=instance).success
@@ -84,9 +98,10 @@ def test_in_process_two_shards_through_dedup_with_checks_and_mlflow(small_web, d
         assert materialize([quality, recaption], partition_key=key, resources=res, instance=instance).success
         assert _latest_check_passed(instance, "quality") and _latest_check_passed(instance, "recaption")
         q = small_web.lake.read_json(f"quality/{key}.report.json")
-        assert q["rows_in"] == small_web.lake.read_json(f"dedup/{key}.report.json")["rows_kept"]
+        assert q["rows_in"] == small_web.lake.read_json(f"curation/{key}.report.json")["rows_kept"]
         assert q["extra"]["clip_score"] == "no CLIP model configured" and q["extra"]["judge"] == "no judge configured"
-        assert q["dropped"].get("language", 0) > 0  # the sample web's non-English captions
+        assert set(q["dropped"]) <= {"language", "caption_too_short", "image_too_small", "aspect_ratio"}
+        assert q["dropped"]  # the sample web's tiny icons, banners and short captions
     meta = instance.fetch_materializations(AssetKey("recaption"), limit=1).records[0].asset_materialization.metadata
     assert meta["captioner"].value == "no captioner configured"
 

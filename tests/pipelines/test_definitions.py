@@ -7,16 +7,30 @@ from dagster import AssetKey
 from pipelines.definitions import defs
 from pipelines.partitions import shards
 
-PER_SHARD = {"crawl", "download", "image_hashes", "dedup", "clip_scores", "quality", "recaption"}
-GLOBAL = {"dedup_index", "clip_score_threshold"}
-CHECKED = {"crawl", "download", "image_hashes", "dedup", "quality", "recaption"}
+PER_SHARD = {
+    "crawl",
+    "download",
+    "image_hashes",
+    "dedup",
+    "curation_matches",
+    "curation",
+    "clip_scores",
+    "quality",
+    "recaption",
+}
+GLOBAL = {"dedup_index", "metaclip_metadata", "entry_counts", "clip_score_threshold"}
+CHECKED = PER_SHARD - {"clip_scores"}
 PARENTS = {
     "crawl": set(),
     "download": {"crawl"},
     "image_hashes": {"download"},
     "dedup_index": {"image_hashes"},
     "dedup": {"dedup_index"},
-    "clip_scores": {"dedup"},
+    "metaclip_metadata": {"crawl"},
+    "curation_matches": {"dedup", "metaclip_metadata"},
+    "entry_counts": {"curation_matches"},
+    "curation": {"entry_counts"},
+    "clip_scores": {"curation"},
     "clip_score_threshold": {"clip_scores"},
     "quality": {"clip_score_threshold"},
     "recaption": {"quality"},
@@ -25,9 +39,9 @@ PARENTS = {
 
 def test_code_location_loads_with_every_resource():
     repo = defs.get_repository_def()
-    settings = {"crawl_settings", "download_settings", "dedup_settings", "quality_settings", "recaption_settings"}
+    settings = {"crawl_settings", "download_settings", "dedup_settings", "curation_settings", "quality_settings"}
     assert {"lake", "mlflow"} | settings <= set(repo.get_top_level_resources())
-    jobs = {"ingest_job", "dedup_index_job", "dedup_job", "clip_score_threshold_job", "quality_job"}
+    jobs = {"ingest_job", "metadata_job", "dedup_job", "entry_counts_job", "curate_job", "quality_job"}
     assert jobs <= {j.name for j in defs.resolve_all_job_defs()}
     assert defs.resolve_sensor_def("new_sources_sensor").job_name == "ingest_job"
 
