@@ -18,6 +18,7 @@ BENCHMARKS = {
     "crawl": "crawl: pages/s and pairs/s per core",
     "download": "download: asset vs plain img2dataset",
     "dedup": "dedup: perceptual hashing and near-duplicate recall/precision",
+    "curation": "curation: MetaCLIP matching and balancing",
     "quality": "quality and recaption: pipeline overhead around the model (CPU)",
 }
 

@@ -73,8 +73,13 @@ def zipf_quota(n: int) -> dict[str, int]:
 
 
 def metadata_entries() -> list[str]:
-    """A MetaCLIP-format metadata list for the sample web: colours, shapes, concept bigrams, backgrounds."""
-    return [*COLOURS, *SHAPES, *CONCEPTS, *BACKGROUNDS]
+    """A MetaCLIP-format metadata list for the sample web: colours, shapes, concept bigrams, backgrounds.
+
+    MetaCLIP matching is case-sensitive and captions often start with the concept ("Pink star drawn on ..."),
+    so each entry also comes capitalised, as a real list has both (WordNet lower case, Wikipedia titles not).
+    """
+    base = [*COLOURS, *SHAPES, *CONCEPTS, *BACKGROUNDS]
+    return base + [e[:1].upper() + e[1:] for e in base if e[:1].islower()]
 
 
 _EN = (

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
 from assets.crawl import crawl
@@ -14,9 +15,11 @@ from assets.curation import curation, curation_matches, entry_counts, metaclip_m
 from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
 from assets.quality import clip_score_threshold, clip_scores, quality, recaption
+from assets.settings import CurationSettings
 from infra.tracking import Tracker, default_tracking_uri
+from ops.curation import spacing
 from pipelines.partitions import shards
-from pipelines.profiles import resources
+from pipelines.profiles import SAMPLE_WEB_METADATA, resources
 from tests.conftest import REPO
 
 
@@ -26,6 +29,34 @@ def _demo_resources(root: Path) -> dict:
         return resources("demo")
     finally:
         del os.environ["CLIPFOUNDRY_DATA_ROOT"]
+
+
+T_SMALL_WEB = 1  # the small web is tiny: 6 clean captions for its head concept, 1 for many tail concepts
+
+
+def _head_is_cut_and_tail_is_kept(web) -> None:
+    """MetaCLIP's promise on the sample web's known concepts: fewer head samples, every tail sample.
+
+    A sample counts for a concept when its image shows it (ground truth) and its caption names it.
+    """
+    truth = pq.read_table(web.root / "sample_web" / "ground_truth.parquet", columns=["url", "concept"])
+    concept_of = dict(zip(truth["url"].to_pylist(), truth["concept"].to_pylist(), strict=True))
+    per_concept: dict[str, list[bool]] = {}
+    for key in web.shards:
+        crawl = web.lake.read_parquet(f"crawl/{key}.parquet", columns=["uid", "url", "text"]).to_pylist()
+        info = {r["uid"]: (concept_of.get(r["url"]), r["text"]) for r in crawl}
+        table = web.lake.read_parquet(f"curation/{key}.parquet", columns=["uid", "kept"])
+        for uid, kept in zip(table["uid"].to_pylist(), table["kept"].to_pylist(), strict=True):
+            concept, text = info[uid]
+            if concept and f" {concept} " in spacing(text).lower():  # the caption names it as a whole phrase
+                per_concept.setdefault(concept, []).append(kept)
+    counts = web.lake.read_parquet("curation/entry_counts.parquet", columns=["entry", "count"])
+    count = dict(zip(counts["entry"].to_pylist(), counts["count"].to_pylist(), strict=True))
+    matches = {c: max(count.get(c, 0), count.get(c.capitalize(), 0)) for c in per_concept}
+    head = max(per_concept, key=lambda c: matches[c])
+    assert matches[head] > T_SMALL_WEB and sum(per_concept[head]) < len(per_concept[head])
+    tail = [c for c in per_concept if matches[c] <= T_SMALL_WEB]
+    assert len(tail) >= 3 and all(all(per_concept[c]) for c in tail)
 
 
 def _latest_check_passed(instance: DagsterInstance, asset: str) -> bool:
@@ -83,9 +114,11 @@ def test_in_process_two_shards_through_dedup_with_checks_and_mlflow(small_web, d
         assert materialize([curation_matches], partition_key=key, resources=res, instance=instance).success
         assert _latest_check_passed(instance, "curation_matches")
     assert materialize([entry_counts], resources=res, instance=instance).success
+    small_t = {**res, "curation_settings": CurationSettings(metadata_uri=SAMPLE_WEB_METADATA, t=T_SMALL_WEB)}
     for key in small_web.shards:
-        assert materialize([curation], partition_key=key, resources=res, instance=instance).success
+        assert materialize([curation], partition_key=key, resources=small_t, instance=instance).success
         assert _latest_check_passed(instance, "curation")
+    _head_is_cut_and_tail_is_kept(small_web)
     [curation_run] = tracker.runs_for(instance.fetch_materializations(AssetKey("curation"), limit=1).records[0].run_id)
     plots = [a.path for a in tracker.client.list_artifacts(curation_run.info.run_id, "curation")]
     assert "curation/entry_counts_head_tail.png" in plots
