@@ -20,6 +20,7 @@ BENCHMARKS = {
     "dedup": "dedup: perceptual hashing and near-duplicate recall/precision",
     "curation": "curation: MetaCLIP matching and balancing",
     "quality": "quality and recaption: pipeline overhead around the model (CPU)",
+    "training": "training: model wrapper vs plain open_clip_train (CPU)",
 }
 
 INTRO = """# Benchmarks
