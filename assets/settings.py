@@ -183,3 +183,12 @@ class CurationSettings(ConfigurableResource):
     def balance_config(self) -> BalanceConfig:
         t = None if self.tail_fraction is not None else self.t
         return BalanceConfig(t=t, tail_fraction=self.tail_fraction, seed=self.seed)
+
+
+class DatasetSettings(ConfigurableResource):
+    """How the final training shards are written; every setting is part of the dataset version."""
+
+    samples_per_shard: int = 10_000
+    online_curation: bool = Field(
+        default=False, description="include every sample with p_keep > 0 and let training redraw each epoch"
+    )

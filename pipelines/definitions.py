@@ -7,6 +7,7 @@ from dagster import Definitions
 
 from assets.crawl import crawl
 from assets.curation import curation, curation_matches, entry_counts, metaclip_metadata
+from assets.dataset import dataset
 from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
 from assets.quality import clip_score_threshold, clip_scores, quality, recaption
@@ -29,6 +30,7 @@ defs = Definitions(
         clip_score_threshold,
         quality,
         recaption,
+        dataset,
     ],
     jobs=JOBS,
     sensors=[new_sources_sensor],

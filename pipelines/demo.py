@@ -32,6 +32,7 @@ PLAN = (
     ("curate_job", True),
     ("clip_score_threshold_job", False),
     ("quality_job", True),
+    ("dataset_job", False),
 )
 
 

@@ -3,7 +3,7 @@
 Dagster runs one partitions definition per job, so the pipeline alternates per-shard jobs (run once per shard,
 or over a partition range) with global jobs (run once over everything):
 ingest → dedup index + metadata → dedup + matching → entry counts → balancing + CLIP scores → CLIP threshold →
-quality + recaption.
+quality + recaption → dataset.
 """
 
 from dagster import AssetSelection, define_asset_job
@@ -45,4 +45,19 @@ quality_job = define_asset_job(
     description="Per shard: quality filters (heuristics, CLIP score, VLM judge), then recaptioning.",
 )
 
-JOBS = [ingest_job, metadata_job, dedup_job, entry_counts_job, curate_job, clip_score_threshold_job, quality_job]
+dataset_job = define_asset_job(
+    "dataset_job",
+    selection=AssetSelection.assets("dataset"),
+    description="Global: write the versioned training shards from everything every stage kept.",
+)
+
+JOBS = [
+    ingest_job,
+    metadata_job,
+    dedup_job,
+    entry_counts_job,
+    curate_job,
+    clip_score_threshold_job,
+    quality_job,
+    dataset_job,
+]

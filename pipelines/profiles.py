@@ -17,6 +17,7 @@ from dagster import EnvVar
 from assets.settings import (
     CrawlSettings,
     CurationSettings,
+    DatasetSettings,
     DedupSettings,
     DownloadSettings,
     QualitySettings,
@@ -73,6 +74,7 @@ def resources(profile: str | None = None) -> dict[str, Any]:
             "curation_settings": CurationSettings(metadata_uri=SAMPLE_WEB_METADATA, t=50),
             "quality_settings": QualitySettings(),
             "recaption_settings": RecaptionSettings(),
+            "dataset_settings": DatasetSettings(samples_per_shard=256),
         }
     return {
         "lake": _lake("data" if profile == "local" else None),
@@ -83,4 +85,5 @@ def resources(profile: str | None = None) -> dict[str, Any]:
         "curation_settings": CurationSettings(),
         "quality_settings": QualitySettings(),
         "recaption_settings": RecaptionSettings(),
+        "dataset_settings": DatasetSettings(),
     }

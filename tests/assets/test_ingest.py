@@ -12,6 +12,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
 from assets.crawl import crawl
 from assets.curation import curation, curation_matches, entry_counts, metaclip_metadata
+from assets.dataset import dataset
 from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
 from assets.quality import clip_score_threshold, clip_scores, quality, recaption
@@ -137,6 +138,21 @@ def test_in_process_two_shards_through_dedup_with_checks_and_mlflow(small_web, d
         assert q["dropped"]  # the sample web's tiny icons, banners and short captions
     meta = instance.fetch_materializations(AssetKey("recaption"), limit=1).records[0].asset_materialization.metadata
     assert meta["captioner"].value == "no captioner configured"
+
+    # dataset: every sample all stages kept; a second materialisation with unchanged inputs keeps the version
+    first = materialize([dataset], resources=res, instance=instance)
+    assert first.success
+    second = materialize([dataset], resources=res, instance=instance)
+    assert second.success
+    versions = [
+        r.asset_materialization.metadata for r in instance.fetch_materializations(AssetKey("dataset"), limit=2).records
+    ]
+    assert versions[0]["version"].value == versions[1]["version"].value
+    assert not versions[0]["written"].value
+    kept_by_recaption = sum(
+        small_web.lake.read_json(f"recaption/{k}.report.json")["rows_kept"] for k in small_web.shards
+    )
+    assert versions[0]["samples"].value == kept_by_recaption
 
 
 def test_cli_materialize_partition_range_as_ci_would(small_web, dagster_home):

@@ -18,7 +18,7 @@ PER_SHARD = {
     "quality",
     "recaption",
 }
-GLOBAL = {"dedup_index", "metaclip_metadata", "entry_counts", "clip_score_threshold"}
+GLOBAL = {"dedup_index", "metaclip_metadata", "entry_counts", "clip_score_threshold", "dataset"}
 CHECKED = PER_SHARD - {"clip_scores"}
 PARENTS = {
     "crawl": set(),
@@ -34,6 +34,7 @@ PARENTS = {
     "clip_score_threshold": {"clip_scores"},
     "quality": {"clip_score_threshold"},
     "recaption": {"quality"},
+    "dataset": {"recaption"},
 }
 
 
