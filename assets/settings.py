@@ -13,6 +13,7 @@ from ops.dedup import DedupConfig
 from ops.download import DownloadConfig
 from ops.quality import PRESETS, ClipModelSpec, ClipScorer, JudgeConfig, QualityConfig
 from ops.recaption import RecaptionConfig
+from ops.training import TrainConfig
 from ops.vlm import VlmBackend, VlmConfig, load_backend
 
 
@@ -192,3 +193,54 @@ class DatasetSettings(ConfigurableResource):
     online_curation: bool = Field(
         default=False, description="include every sample with p_keep > 0 and let training redraw each epoch"
     )
+
+
+class ModelSettings(ConfigurableResource):
+    """CLIP training with open_clip_train under torchrun: any open_clip model name, or a custom config."""
+
+    architecture: str = Field(default="ViT-B-32", description="open_clip model name, or the name of a custom config")
+    architecture_config: dict | None = Field(default=None, description="a custom open_clip model config (JSON)")
+    batch_size: int = 256
+    epochs: int = 1
+    lr: float = 5e-4
+    warmup: int = 500
+    workers: int = 1
+    precision: str = "amp"
+    nproc_per_node: int = Field(default=1, description="torchrun processes (GPUs, or CPU ranks with gloo)")
+    synthetic_caption_prob: float = Field(default=0.0, description="chance of training on the synthetic caption")
+    online_curation: bool = Field(default=False, description="redraw each sample by p_keep every epoch")
+    seed: int = 0
+    dataset_resampled: bool = Field(
+        default=True,
+        description="sample shards with replacement so every rank gets the same number of batches (an uneven "
+        "split of shards over ranks otherwise stalls DDP at the end of an epoch)",
+    )
+    registered_model: str = "clipfoundry-clip"
+
+    def train_config(self, train_data: str, samples: int, logs: str, name: str) -> TrainConfig:
+        return TrainConfig(
+            train_data=train_data,
+            train_num_samples=samples,
+            logs=logs,
+            name=name,
+            model=self.architecture,
+            model_config=self.architecture_config,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            lr=self.lr,
+            warmup=self.warmup,
+            workers=self.workers,
+            precision=self.precision,
+            nproc_per_node=self.nproc_per_node,
+            synthetic_caption_prob=self.synthetic_caption_prob,
+            online_curation=self.online_curation,
+            seed=self.seed,
+            extra_args=("--dataset-resampled",) if self.dataset_resampled else (),
+        )
+
+
+class EvaluationSettings(ConfigurableResource):
+    """Zero-shot classification sets (image folders or webdataset with classes.json/templates.json)."""
+
+    classification_sets: list[str] = Field(default_factory=list, description="lake-relative eval set folders")
+    retrieval_sets: list[str] = Field(default_factory=list, description="webdataset folders of image-caption pairs")

@@ -116,3 +116,21 @@ class Tracker:
 
 def _oldest(runs: list[Any]) -> Any:
     return min(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+
+
+def log_clip_model(tracker: Tracker, run_id: str, model: Any, registered_name: str, tags: dict[str, str]) -> str:
+    """Log an open_clip model to the run, register it, tag the version with its lineage; returns the version.
+
+    MLflow 3's default format needs an input example, which a two-tower CLIP has no single form of, so the
+    model is saved in pickle format (load it only from a tracking server you trust).
+    """
+    import mlflow
+    import mlflow.pytorch
+
+    mlflow.set_tracking_uri(tracker.tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(model, name="model", serialization_format="pickle")
+    version = mlflow.register_model(info.model_uri, registered_name)
+    for key, value in tags.items():
+        tracker.client.set_model_version_tag(registered_name, version.version, key, value)
+    return str(version.version)

@@ -11,6 +11,7 @@ from assets.dataset import dataset
 from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
 from assets.quality import clip_score_threshold, clip_scores, quality, recaption
+from assets.training import evaluation, model
 from pipelines.jobs import JOBS
 from pipelines.profiles import resources
 from pipelines.sensors import new_sources_sensor
@@ -31,6 +32,8 @@ defs = Definitions(
         quality,
         recaption,
         dataset,
+        model,
+        evaluation,
     ],
     jobs=JOBS,
     sensors=[new_sources_sensor],

@@ -33,6 +33,7 @@ PLAN = (
     ("clip_score_threshold_job", False),
     ("quality_job", True),
     ("dataset_job", False),
+    ("train_job", False),
 )
 
 

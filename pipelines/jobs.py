@@ -3,7 +3,7 @@
 Dagster runs one partitions definition per job, so the pipeline alternates per-shard jobs (run once per shard,
 or over a partition range) with global jobs (run once over everything):
 ingest → dedup index + metadata → dedup + matching → entry counts → balancing + CLIP scores → CLIP threshold →
-quality + recaption → dataset.
+quality + recaption → dataset → model → evaluation.
 """
 
 from dagster import AssetSelection, define_asset_job
@@ -49,6 +49,12 @@ dataset_job = define_asset_job(
     "dataset_job",
     selection=AssetSelection.assets("dataset"),
     description="Global: write the versioned training shards from everything every stage kept.",
+)
+
+train_job = define_asset_job(
+    "train_job",
+    selection=AssetSelection.assets("model", "evaluation"),
+    description="Global: train CLIP on the latest dataset under torchrun (Dagster Pipes), then evaluate it.",
 )
 
 JOBS = [

@@ -20,6 +20,8 @@ from assets.settings import (
     DatasetSettings,
     DedupSettings,
     DownloadSettings,
+    EvaluationSettings,
+    ModelSettings,
     QualitySettings,
     RecaptionSettings,
 )
@@ -28,6 +30,13 @@ from infra.resources import LakeResource, MlflowResource
 PROFILES = ("demo", "local", "production")
 # The sample web's MetaCLIP-format entry list (its colours, shapes and concepts), published by the demo.
 SAMPLE_WEB_METADATA = "sample_web/metadata.json"
+# A CLIP small enough to train on the sample web on two CPU cores in a couple of minutes.
+DEMO_MODEL = "clipfoundry-demo"
+DEMO_MODEL_CONFIG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "layers": 3, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 3},
+}
 
 
 def current_profile() -> str:
@@ -75,6 +84,17 @@ def resources(profile: str | None = None) -> dict[str, Any]:
             "quality_settings": QualitySettings(),
             "recaption_settings": RecaptionSettings(),
             "dataset_settings": DatasetSettings(samples_per_shard=256),
+            "model_settings": ModelSettings(
+                architecture=DEMO_MODEL,
+                architecture_config=DEMO_MODEL_CONFIG,
+                batch_size=64,
+                epochs=4,
+                lr=1e-3,
+                warmup=10,
+                workers=1,
+                precision="fp32",
+            ),
+            "evaluation_settings": EvaluationSettings(classification_sets=["sample_web/eval/sample_web"]),
         }
     return {
         "lake": _lake("data" if profile == "local" else None),
@@ -86,4 +106,6 @@ def resources(profile: str | None = None) -> dict[str, Any]:
         "quality_settings": QualitySettings(),
         "recaption_settings": RecaptionSettings(),
         "dataset_settings": DatasetSettings(),
+        "model_settings": ModelSettings(),
+        "evaluation_settings": EvaluationSettings(),
     }

@@ -18,7 +18,7 @@ PER_SHARD = {
     "quality",
     "recaption",
 }
-GLOBAL = {"dedup_index", "metaclip_metadata", "entry_counts", "clip_score_threshold", "dataset"}
+GLOBAL = {"dedup_index", "metaclip_metadata", "entry_counts", "clip_score_threshold", "dataset", "model", "evaluation"}
 CHECKED = PER_SHARD - {"clip_scores"}
 PARENTS = {
     "crawl": set(),
@@ -35,6 +35,8 @@ PARENTS = {
     "quality": {"clip_score_threshold"},
     "recaption": {"quality"},
     "dataset": {"recaption"},
+    "model": {"dataset"},
+    "evaluation": {"model"},
 }
 
 

@@ -1,0 +1,161 @@
+"""model and evaluation: open_clip training under torchrun, launched through Dagster Pipes, then zero-shot and
+retrieval evaluation with the curation entry counts beside each class ("Neglected Tails")."""
+
+import hashlib
+import json
+import sys
+
+import torch
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+    PipesSubprocessClient,
+    asset,
+)
+
+from assets.dataset import dataset
+from assets.reporting import markdown_table
+from assets.settings import EvaluationSettings, ModelSettings
+from infra.resources import LakeResource, MlflowResource
+from infra.tracking import log_clip_model
+from ops.evaluation import entry_counts_from_table, load_classification_set, neglected_tails, retrieval, zero_shot
+from ops.training import dataset_shards, load_trained
+
+GPU_POOL = "gpu"
+
+
+def _latest_metadata(context: AssetExecutionContext, asset_key: str) -> dict:
+    records = context.instance.fetch_materializations(AssetKey(asset_key), limit=1).records
+    if not records:
+        raise ValueError(f"materialize {asset_key} first")
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+@asset(deps=[dataset], group_name="training", kinds={"pytorch", "mlflow"}, pool=GPU_POOL)
+def model(
+    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, model_settings: ModelSettings
+) -> MaterializeResult:
+    """A CLIP model trained on the latest dataset version, logged and registered in MLflow with its lineage.
+
+    The run folder is named after the dataset version and the settings, inside the lake, so a crashed run
+    resumes from its newest checkpoint when the asset is materialised again.
+    """
+    store = lake.lake()
+    if not store.is_local:
+        raise ValueError("training reads and checkpoints on a local or mounted data root; stage the lake locally")
+    ds = _latest_metadata(context, "dataset")
+    version = ds["version"]
+    pattern, manifest = dataset_shards(store, version)
+    settings = model_settings.model_dump()
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    samples = int(manifest.get("expected_samples_per_epoch") or manifest["samples"])
+    config = model_settings.train_config(
+        pattern, max(1, samples), store.path("models/runs"), f"{version[:16]}-{digest}"
+    )
+
+    tracker = mlflow.tracker(store)
+    run_id = tracker.run_for(context.run.run_id, {"dagster.job": context.run.job_name})
+    tracker.log_params(run_id, {f"train.{k}": v for k, v in settings.items()} | {"dataset.version": version})
+    tracker.set_tags(run_id, {"dataset.version": version, "dataset.manifest": ds["manifest"]})
+
+    invocation = PipesSubprocessClient().run(
+        command=[sys.executable, "-m", "infra.launchers.train_pipes"],
+        context=context,
+        extras={
+            "train_config": {k: v for k, v in vars(config).items()},
+            "tracking_uri": tracker.tracking_uri,
+            "experiment": mlflow.experiment,
+            "mlflow_run_id": run_id,
+        },
+    )
+    reported = {k: v.value for k, v in invocation.get_materialize_result().metadata.items()}
+    checkpoint = reported["checkpoint"]
+    clip, _, _ = load_trained(checkpoint, config.model, config.model_config)
+    registered = log_clip_model(
+        tracker,
+        run_id,
+        clip,
+        model_settings.registered_model,
+        {"dataset.version": version, "dataset.manifest": ds["manifest"], "dagster.run_id": context.run.run_id},
+    )
+    return MaterializeResult(
+        metadata={
+            **{k: MetadataValue.text(str(v)) if isinstance(v, str) else v for k, v in reported.items()},
+            "dataset_version": MetadataValue.text(version),
+            "model": MetadataValue.text(config.model),
+            "model_config": MetadataValue.json(config.model_config or {}),
+            "registered_model": MetadataValue.text(f"{model_settings.registered_model}/{registered}"),
+            "mlflow_run_id": MetadataValue.text(run_id),
+        }
+    )
+
+
+@asset(deps=[model], group_name="training", kinds={"pytorch", "mlflow"}, pool=GPU_POOL)
+def evaluation(
+    context: AssetExecutionContext,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    model_settings: ModelSettings,
+    evaluation_settings: EvaluationSettings,
+) -> MaterializeResult:
+    """Zero-shot top-1/top-5/mean per-class recall and retrieval R@1/5/10, per set, compared with the last model."""
+    store = lake.lake()
+    trained = _latest_metadata(context, "model")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    clip, preprocess, tokenizer = load_trained(
+        trained["checkpoint"], model_settings.architecture, model_settings.architecture_config, device=device
+    )
+    tracker = mlflow.tracker(store)
+    run_id = tracker.run_for(context.run.run_id, {"dagster.job": context.run.job_name})
+    tracker.set_tags(run_id, {"evaluated.model": trained["registered_model"]})
+    counts = {}
+    if store.exists("curation/entry_counts.parquet"):
+        counts = entry_counts_from_table(store.read_parquet("curation/entry_counts.parquet"))
+    metrics: dict[str, float] = {}
+    tails_md = []
+    for prefix in evaluation_settings.classification_sets:
+        name = prefix.rstrip("/").rsplit("/", 1)[-1]
+        result = zero_shot(clip, tokenizer, preprocess, store, load_classification_set(store, prefix), device=device)
+        for key, value in result["metrics"].items():
+            metrics[f"eval/{name}/{key}"] = float(value)
+        for lang, values in result["by_language"].items():
+            for key, value in values.items():
+                metrics[f"eval/{name}/{lang}/{key}"] = float(value)
+        tails = neglected_tails(result["per_class"], counts)
+        store.write_parquet(f"evaluation/{trained['mlflow_run_id']}/{name}.parquet", tails)
+        tracker.log_json(run_id, tails.to_pylist(), f"evaluation/{name}/neglected_tails.json")
+        tails_md.append(f"**{name}** (rarest classes first)\n\n{markdown_table(tails, limit=12)}")
+    for prefix in evaluation_settings.retrieval_sets:
+        name = prefix.rstrip("/").rsplit("/", 1)[-1]
+        for key, value in retrieval(clip, tokenizer, preprocess, store, prefix, device=device).items():
+            metrics[f"eval/{name}/{key}"] = float(value)
+    tracker.log_metrics(run_id, metrics)
+    previous = _previous_metrics(tracker, trained["registered_model"], metrics)
+    return MaterializeResult(
+        metadata={
+            **{k: MetadataValue.float(v) for k, v in metrics.items()},
+            "model": MetadataValue.text(trained["registered_model"]),
+            "vs_previous_model": MetadataValue.json(previous),
+            "neglected_tails": MetadataValue.md("\n\n".join(tails_md) or "_no classification set configured_"),
+            "mlflow_run_id": MetadataValue.text(run_id),
+        }
+    )
+
+
+def _previous_metrics(tracker, current_model: str, metrics: dict[str, float]) -> dict[str, float]:
+    """Difference to the newest earlier evaluation of another model (same metric names), empty if none."""
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string="tags.`evaluated.model` != ''",
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
+    )
+    for run in runs:
+        if run.data.tags.get("evaluated.model") == current_model or not run.data.metrics:
+            continue
+        shared = set(metrics) & set(run.data.metrics)
+        if shared:
+            return {k: round(metrics[k] - run.data.metrics[k], 6) for k in sorted(shared)}
+    return {}

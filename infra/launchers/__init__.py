@@ -1,0 +1,1 @@
+"""Compute launchers: processes Dagster starts through Pipes (torchrun training today)."""
