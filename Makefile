@@ -11,9 +11,19 @@ export WANDB_MODE := disabled
 export HF_HUB_OFFLINE := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo ui test lint bench clean
+.PHONY: install system-deps demo ui test lint bench clean
+
+# Debian packages the tests use: WordNet (MetaCLIP metadata) and PostgreSQL (Dagster's production storage).
+SYSTEM_PACKAGES := wordnet-base postgresql
 
 install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,7 +42,7 @@ ui: install
 	trap "kill $$! 2>/dev/null" EXIT; \
 	CLIPFOUNDRY_PROFILE=demo $(VENV)/bin/dagster dev -w workspace.yaml
 
-test: install
+test: install system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q -p no:cacheprovider
