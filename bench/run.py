@@ -17,6 +17,7 @@ from bench.common import OUT, REPO, machine
 BENCHMARKS = {
     "crawl": "crawl: pages/s and pairs/s per core",
     "download": "download: asset vs plain img2dataset",
+    "deploy": "deploy: production services vs default, shard scaling",
     "dedup": "dedup: perceptual hashing and near-duplicate recall/precision",
     "curation": "curation: MetaCLIP matching and balancing",
     "quality": "quality and recaption: pipeline overhead around the model (CPU)",

@@ -13,7 +13,8 @@ from assets.download import download
 from assets.quality import clip_score_threshold, clip_scores, quality, recaption
 from assets.training import evaluation, model
 from pipelines.jobs import JOBS
-from pipelines.profiles import resources
+from pipelines.profiles import executor, resources
+from pipelines.schedules import refresh_schedule
 from pipelines.sensors import new_sources_sensor
 
 defs = Definitions(
@@ -36,6 +37,8 @@ defs = Definitions(
         evaluation,
     ],
     jobs=JOBS,
+    schedules=[refresh_schedule],
     sensors=[new_sources_sensor],
     resources=resources(),
+    executor=executor(),
 )

@@ -66,4 +66,5 @@ JOBS = [
     clip_score_threshold_job,
     quality_job,
     dataset_job,
+    train_job,
 ]

@@ -64,6 +64,19 @@ def _lake(default_root: str | None) -> LakeResource:
     )
 
 
+def executor() -> Any:
+    """``k8s_job_executor`` (one pod per step, ``infra/deploy/k8s/executor.yaml``) when
+    ``CLIPFOUNDRY_EXECUTOR=k8s``; otherwise ``None``, i.e. Dagster's default multiprocess executor."""
+    choice = os.environ.get("CLIPFOUNDRY_EXECUTOR", "")
+    if choice not in ("", "multiprocess", "k8s"):
+        raise ValueError(f"CLIPFOUNDRY_EXECUTOR must be 'multiprocess' or 'k8s', not {choice!r}")
+    if choice != "k8s":
+        return None
+    from infra.deploy.k8s import k8s_executor
+
+    return k8s_executor()
+
+
 def resources(profile: str | None = None) -> dict[str, Any]:
     """The resource set for a profile (``current_profile()`` when not given)."""
     profile = profile or current_profile()

@@ -44,9 +44,10 @@ def test_code_location_loads_with_every_resource():
     repo = defs.get_repository_def()
     settings = {"crawl_settings", "download_settings", "dedup_settings", "curation_settings", "quality_settings"}
     assert {"lake", "mlflow"} | settings <= set(repo.get_top_level_resources())
-    jobs = {"ingest_job", "metadata_job", "dedup_job", "entry_counts_job", "curate_job", "quality_job"}
+    jobs = {"ingest_job", "metadata_job", "dedup_job", "entry_counts_job", "curate_job", "quality_job", "train_job"}
     assert jobs <= {j.name for j in defs.resolve_all_job_defs()}
     assert defs.resolve_sensor_def("new_sources_sensor").job_name == "ingest_job"
+    assert defs.resolve_schedule_def("refresh_schedule").job_name == "ingest_job"
 
 
 def test_structure_snapshot():
