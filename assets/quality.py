@@ -31,9 +31,9 @@ def clip_scores(
 ) -> MaterializeResult:
     """Raw CLIP scores of every sample entering quality; kept apart so a global threshold can see all shards."""
     store = lake.lake()
-    scorer = quality_settings.clip_scorer()
+    scorer, description = quality_settings.clip_scorer(mlflow.tracker(store))
     if scorer is None:
-        return MaterializeResult(metadata={"clip_score": MetadataValue.text("no CLIP model configured")})
+        return MaterializeResult(metadata={"clip_score": MetadataValue.text(description)})
     reports = [
         clip_score_shard(store, shard, scorer, default_upstream(store, shard)) for shard in context.partition_keys
     ]
@@ -49,12 +49,14 @@ def clip_scores(
 
 @asset(deps=[clip_scores], group_name="quality", kinds={"python"})
 def clip_score_threshold(
-    context: AssetExecutionContext, lake: LakeResource, quality_settings: QualitySettings
+    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, quality_settings: QualitySettings
 ) -> MaterializeResult:
     """DataComp's top-fraction rule over every shard's scores; independent of shard order."""
-    if quality_settings.clip_model is None or quality_settings.clip_top_fraction is None:
-        return MaterializeResult(metadata={"threshold": MetadataValue.text("no top-fraction CLIP filter configured")})
     store = lake.lake()
+    scorer, description = quality_settings.clip_scorer(mlflow.tracker(store))
+    if scorer is None or quality_settings.clip_top_fraction is None:
+        reason = description if scorer is None else "no top-fraction CLIP filter configured"
+        return MaterializeResult(metadata={"threshold": MetadataValue.text(reason)})
     scored = [
         s for s in context.instance.get_dynamic_partitions(shards.name) if store.exists(table_path("quality/clip", s))
     ]
@@ -85,7 +87,8 @@ def quality(
     """Every sample entering quality, kept or dropped by the first filter that refused it, with its scores."""
     store = lake.lake()
     config = quality_settings.quality_config()
-    scorer, judge = quality_settings.clip_scorer(), quality_settings.judge()
+    scorer, description = quality_settings.clip_scorer(mlflow.tracker(store))
+    judge = quality_settings.judge()
     return per_shard(
         context,
         store,
@@ -97,7 +100,7 @@ def quality(
             table_path("quality", shard), columns=["uid", "clip_score", "judge_score", "kept", "reason"]
         ).slice(0, 10),
         extra_metadata={
-            "clip_score": MetadataValue.text(scorer.name if scorer else "no CLIP model configured"),
+            "clip_score": MetadataValue.text(description),
             "judge": MetadataValue.text(judge.name if judge else "no judge configured"),
         },
     )

@@ -7,6 +7,7 @@ import math
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from infra.tracking import Tracker
 from ops.crawl import CrawlConfig
 from ops.curation import BalanceConfig, MetadataConfig
 from ops.dedup import DedupConfig
@@ -14,6 +15,7 @@ from ops.download import DownloadConfig
 from ops.quality import PRESETS, ClipModelSpec, ClipScorer, JudgeConfig, QualityConfig
 from ops.recaption import RecaptionConfig
 from ops.training import TrainConfig
+from ops.training.checkpoint import register_model_config
 from ops.vlm import VlmBackend, VlmConfig, load_backend
 
 
@@ -110,6 +112,12 @@ class QualitySettings(ConfigurableResource):
     clip_model: str | None = Field(default=None, description="open_clip architecture, e.g. ViT-B-32")
     clip_pretrained: str | None = Field(default=None, description="open_clip pretrained tag or checkpoint path")
     clip_mlflow_uri: str | None = Field(default=None, description="runs:/... or models:/... of a logged CLIP model")
+    clip_registered_model: str | None = Field(
+        default=None, description="use the newest version of this registered model, once one exists"
+    )
+    clip_architecture_config: dict | None = Field(
+        default=None, description="open_clip config of clip_model when it is a custom architecture"
+    )
     clip_threshold: float | None = Field(default=None, description="absolute CLIP-score threshold")
     clip_top_fraction: float | None = Field(default=None, description="keep this top fraction over ALL shards")
     judge_model: str | None = Field(default=None, description="VLM checkpoint folder or hub id for the judge")
@@ -125,11 +133,21 @@ class QualitySettings(ConfigurableResource):
             judge=JudgeConfig(threshold=self.judge_threshold, mode=self.judge_mode),
         )
 
-    def clip_scorer(self) -> ClipScorer | None:
+    def clip_scorer(self, tracker: Tracker) -> tuple[ClipScorer | None, str]:
+        """The scorer, or None, and a sentence for the UI saying which model scores (or why none does)."""
         if self.clip_model is None:
-            return None
-        spec = ClipModelSpec(model=self.clip_model, pretrained=self.clip_pretrained, mlflow_uri=self.clip_mlflow_uri)
-        return ClipScorer(spec)
+            return None, "no CLIP model configured"
+        if self.clip_architecture_config is not None:
+            register_model_config(self.clip_model, self.clip_architecture_config)
+        mlflow_uri = self.clip_mlflow_uri
+        if self.clip_registered_model is not None:
+            version = tracker.latest_model_version(self.clip_registered_model)
+            if version is None:
+                return None, f"no version of {self.clip_registered_model} registered yet: no CLIP score"
+            mlflow_uri = f"models:/{self.clip_registered_model}/{version}"
+            tracker.use_globally()
+        spec = ClipModelSpec(model=self.clip_model, pretrained=self.clip_pretrained, mlflow_uri=mlflow_uri)
+        return ClipScorer(spec), spec.name
 
     def judge(self) -> VlmBackend | None:
         if self.judge_model is None:

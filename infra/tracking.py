@@ -78,6 +78,17 @@ class Tracker:
             self.client.delete_run(mine.info.run_id)
         return winner.info.run_id
 
+    def latest_model_version(self, name: str) -> str | None:
+        """The newest version number of a registered model, or None when it has none (or does not exist)."""
+        versions = self.client.search_model_versions(f"name = '{name}'")
+        return str(max(int(v.version) for v in versions)) if versions else None
+
+    def use_globally(self) -> None:
+        """Point MLflow's module-level API (``models:/`` loading, ``log_model``) at this tracking store."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
@@ -127,7 +138,7 @@ def log_clip_model(tracker: Tracker, run_id: str, model: Any, registered_name: s
     import mlflow
     import mlflow.pytorch
 
-    mlflow.set_tracking_uri(tracker.tracking_uri)
+    tracker.use_globally()
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(model, name="model", serialization_format="pickle")
     version = mlflow.register_model(info.model_uri, registered_name)

@@ -94,7 +94,13 @@ def resources(profile: str | None = None) -> dict[str, Any]:
             ),
             "dedup_settings": DedupSettings(eval_sets=["sample_web/eval/sample_web"]),
             "curation_settings": CurationSettings(metadata_uri=SAMPLE_WEB_METADATA, t=50),
-            "quality_settings": QualitySettings(),
+            # the CLIP score uses the model the demo trained on its previous run, once there is one
+            "quality_settings": QualitySettings(
+                clip_model=DEMO_MODEL,
+                clip_architecture_config=DEMO_MODEL_CONFIG,
+                clip_registered_model="clipfoundry-clip",
+                clip_top_fraction=0.7,
+            ),
             "recaption_settings": RecaptionSettings(),
             "dataset_settings": DatasetSettings(samples_per_shard=256),
             "model_settings": ModelSettings(

@@ -11,6 +11,14 @@ import open_clip
 import torch
 
 
+def register_model_config(model: str, model_config: dict[str, Any]) -> None:
+    """Make a custom architecture known to open_clip by name (its model and tokenizer factories)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{model}.json"
+        path.write_text(json.dumps(model_config))
+        open_clip.add_model_config(path)
+
+
 def load_trained(
     checkpoint: str | Path,
     model: str,
@@ -23,10 +31,7 @@ def load_trained(
     removed); a custom architecture is registered under ``model`` first, as in training.
     """
     if model_config is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{model}.json"
-            path.write_text(json.dumps(model_config))
-            open_clip.add_model_config(path)
+        register_model_config(model, model_config)
     clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=str(checkpoint), device=device)
     clip.eval()
     return clip, preprocess, open_clip.get_tokenizer(model)

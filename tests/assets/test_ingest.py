@@ -16,7 +16,7 @@ from assets.dataset import dataset
 from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
 from assets.quality import clip_score_threshold, clip_scores, quality, recaption
-from assets.settings import CurationSettings, DatasetSettings, EvaluationSettings, ModelSettings
+from assets.settings import CurationSettings, DatasetSettings, EvaluationSettings, ModelSettings, QualitySettings
 from assets.training import evaluation, model
 from infra.tracking import Tracker, default_tracking_uri
 from ops.curation import spacing
@@ -249,3 +249,18 @@ def _train_and_evaluate(small_web, res, instance, tracker) -> None:
     assert 0.0 <= ev["eval/sample_web/top1"].value <= 1.0
     assert "mean_per_class_recall" in " ".join(ev)
     assert "rarest classes first" in ev["neglected_tails"].value
+
+    # the next curation round scores CLIP with the model just trained and registered (top half kept)
+    res["quality_settings"] = QualitySettings(
+        clip_model="cf-tiny-asset-test",
+        clip_architecture_config=TINY,
+        clip_registered_model="clipfoundry-test",
+        clip_top_fraction=0.5,
+    )
+    key = small_web.shards[0]
+    assert materialize([clip_scores], partition_key=key, resources=res, instance=instance).success
+    assert materialize([clip_score_threshold], resources=res, instance=instance).success
+    assert materialize([quality], partition_key=key, resources=res, instance=instance).success
+    q = small_web.lake.read_json(f"quality/{key}.report.json")
+    assert q["extra"]["clip_model"] == f"cf-tiny-asset-test@models:/clipfoundry-test/{version}"
+    assert q["dropped"].get("clip_score_low", 0) > 0
