@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from dagster import DagsterInstance, SensorResult, build_sensor_context
+from dagster import AssetKey, DagsterInstance, SensorResult, build_sensor_context
 
 from infra.lake import Lake
 from infra.sample_web import generate, metadata_entries, serve
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
         print(f"\npipeline finished in {time.perf_counter() - started:.1f}s over {len(keys)} shards\n")
         _summary(lake, keys)
+        _model_summary(instance)
     _where_to_look(lake)
     return 0
 
@@ -119,13 +120,31 @@ def _summary(lake: Lake, keys: list[str]) -> None:
             print(f"{stage:<10} {key:<22} {r['rows_in']:>6} {r['rows_kept']:>6}  {r['dropped']}")
 
 
+def _model_summary(instance: DagsterInstance) -> None:
+    """What the global steps produced: the dataset version, the model and its zero-shot scores."""
+    for asset, keys in (
+        ("dataset", ("version", "samples")),
+        ("model", ("registered_model", "steps", "first_loss", "final_loss")),
+        ("evaluation", ("eval/sample_web/top1", "eval/sample_web/top5", "eval/sample_web/mean_per_class_recall")),
+    ):
+        records = instance.fetch_materializations(AssetKey(asset), limit=1).records
+        if records:
+            meta = records[0].asset_materialization.metadata
+            shown = ", ".join(f"{k.rsplit('/', 1)[-1]}={_fmt(meta[k].value)}" for k in keys if k in meta)
+            print(f"{asset:<10} {shown}")
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _where_to_look(lake: Lake) -> None:
     home = os.environ.get("DAGSTER_HOME", "(DAGSTER_HOME unset)")
     print(
         "\nwhere to look:\n"
         f"  Dagster UI : make ui, then http://127.0.0.1:3000 (instance in {home})\n"
         f"  MLflow     : .venv/bin/mlflow ui --backend-store-uri sqlite:///{lake.path('mlflow/mlflow.db')}\n"
-        f"  data       : {lake.root_uri}/{{{','.join(STAGES)}}}/\n"
+        f"  data       : {lake.root_uri}/{{{','.join((*STAGES, 'dataset', 'models', 'evaluation'))}}}/\n"
         "  one sample : .venv/bin/clipfoundry trace <uid>   (CLIPFOUNDRY_DATA_ROOT=data)"
     )
 
