@@ -144,10 +144,10 @@ class QualitySettings(ConfigurableResource):
             version = tracker.latest_model_version(self.clip_registered_model)
             if version is None:
                 return None, f"no version of {self.clip_registered_model} registered yet: no CLIP score"
-            mlflow_uri = f"models:/{self.clip_registered_model}/{version}"
-            tracker.use_globally()
+            mlflow_uri = tracker.model_version_uri(self.clip_registered_model, version)
+            description = f"{self.clip_model}@models:/{self.clip_registered_model}/{version}"
         spec = ClipModelSpec(model=self.clip_model, pretrained=self.clip_pretrained, mlflow_uri=mlflow_uri)
-        return ClipScorer(spec), spec.name
+        return ClipScorer(spec), description if self.clip_registered_model else spec.name
 
     def judge(self) -> VlmBackend | None:
         if self.judge_model is None:

@@ -11,6 +11,7 @@ used throughout, never the global ``mlflow.start_run`` state, so concurrent step
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -83,11 +84,9 @@ class Tracker:
         versions = self.client.search_model_versions(f"name = '{name}'")
         return str(max(int(v.version) for v in versions)) if versions else None
 
-    def use_globally(self) -> None:
-        """Point MLflow's module-level API (``models:/`` loading, ``log_model``) at this tracking store."""
-        import mlflow
-
-        mlflow.set_tracking_uri(self.tracking_uri)
+    def model_version_uri(self, name: str, version: str) -> str:
+        """Where a registered version's files are, loadable without pointing MLflow's global API at this store."""
+        return self.client.get_model_version_download_uri(name, version)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
@@ -132,16 +131,19 @@ def _oldest(runs: list[Any]) -> Any:
 def log_clip_model(tracker: Tracker, run_id: str, model: Any, registered_name: str, tags: dict[str, str]) -> str:
     """Log an open_clip model to the run, register it, tag the version with its lineage; returns the version.
 
+    Only the client API is used (no ``mlflow.start_run``), so nothing global changes in a long-lived process.
     MLflow 3's default format needs an input example, which a two-tower CLIP has no single form of, so the
     model is saved in pickle format (load it only from a tracking server you trust).
     """
-    import mlflow
     import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
 
-    tracker.use_globally()
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(model, name="model", serialization_format="pickle")
-    version = mlflow.register_model(info.model_uri, registered_name)
-    for key, value in tags.items():
-        tracker.client.set_model_version_tag(registered_name, version.version, key, value)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "model"
+        mlflow.pytorch.save_model(model, str(local), serialization_format="pickle")
+        tracker.client.log_artifacts(run_id, str(local), "model")
+    source = f"{tracker.client.get_run(run_id).info.artifact_uri}/model"
+    with contextlib.suppress(MlflowException):  # it exists already
+        tracker.client.create_registered_model(registered_name)
+    version = tracker.client.create_model_version(registered_name, source, run_id=run_id, tags=tags)
     return str(version.version)
