@@ -22,6 +22,7 @@ BENCHMARKS = {
     "curation": "curation: MetaCLIP matching and balancing",
     "quality": "quality and recaption: pipeline overhead around the model (CPU)",
     "training": "training: model wrapper vs plain open_clip_train (CPU)",
+    "curation_effect": "curation effect: raw pool vs curated pool at equal samples seen",
 }
 
 INTRO = """# Benchmarks
