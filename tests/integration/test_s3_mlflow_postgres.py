@@ -133,10 +133,10 @@ def test_register_and_load_a_tiny_model(mlflow_server):
 
     mlflow.set_tracking_uri(mlflow_server.url)
     try:
-        mlflow.set_experiment("clipfoundry-registry-test")
-        with mlflow.start_run() as run:
-            info = mlflow.pyfunc.log_model(name="model", python_model=Doubler(), registered_model_name="tiny-clip")
         client = MlflowClient(tracking_uri=mlflow_server.url)
+        experiment = client.create_experiment("clipfoundry-registry-test")  # no global active experiment left behind
+        with mlflow.start_run(experiment_id=experiment) as run:
+            info = mlflow.pyfunc.log_model(name="model", python_model=Doubler(), registered_model_name="tiny-clip")
         [version] = client.search_model_versions("name = 'tiny-clip'")
         assert version.run_id == run.info.run_id
         client.set_registered_model_alias("tiny-clip", "candidate", version.version)
