@@ -32,8 +32,8 @@ PG_PASSWORD = "pg-secret-do-not-log"
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """A real PostgreSQL server on a free 127.0.0.1 port, in a temp dir, removed afterwards."""
-    if pg_bin() is None:
-        pytest.skip("PostgreSQL server binaries not found (Debian: apt-get install postgresql)")
+    if pg_bin() is None:  # `make test` installs it; only a bare pytest run outside make can get here
+        pytest.fail("PostgreSQL server binaries not found: run `make system-deps` (Debian package postgresql)")
     with postgres_server(PG_PASSWORD) as server:
         yield server
 
