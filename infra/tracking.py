@@ -37,7 +37,7 @@ class Tracker:
     """Thin wrapper over ``MlflowClient`` with the conventions every stage shares."""
 
     def __init__(
-        self, tracking_uri: str, experiment: str, artifact_location: str | None = None, settle_seconds: float = 1.5
+        self, tracking_uri: str, experiment: str, artifact_location: str | None = None, settle_seconds: float = 0.5
     ) -> None:
         self.tracking_uri = tracking_uri
         self.settle_seconds = settle_seconds
