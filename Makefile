@@ -13,8 +13,9 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 
 .PHONY: install system-deps demo ui test lint bench clean
 
-# Debian packages the tests use: WordNet (MetaCLIP metadata) and PostgreSQL (Dagster's production storage).
-SYSTEM_PACKAGES := wordnet-base postgresql
+# Debian packages the tests use: WordNet (MetaCLIP metadata), PostgreSQL (Dagster's production storage) and two
+# emoji art styles (the cross-style zero-shot evaluation).
+SYSTEM_PACKAGES := wordnet-base postgresql ruby-tanuki-emoji ruby-gemojione
 
 install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 

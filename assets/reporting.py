@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
 from dagster import AssetCheckResult, AssetExecutionContext, MaterializeResult, MetadataValue
 
 from infra.lake import Lake
 from infra.resources import MlflowResource
+from infra.tracking import Tracker
 from ops.report import StageReport
 
 
@@ -32,10 +34,34 @@ def run_tags(context: AssetExecutionContext) -> dict[str, str]:
     return tags
 
 
-def track(context: AssetExecutionContext, mlflow: MlflowResource, lake: Lake, reports: Sequence[StageReport]) -> str:
-    """Log the reports into this Dagster run's MLflow run; returns the MLflow run id."""
-    tracker = mlflow.tracker(lake)
-    run_id = tracker.run_for(context.run.run_id, run_tags(context), run_name=f"dagster-{context.run.run_id[:8]}")
+def open_tracking(context: AssetExecutionContext, mlflow: MlflowResource, lake: Lake) -> Future[tuple[Tracker, str]]:
+    """Open this Dagster run's MLflow run in a background thread.
+
+    Opening costs about a second per run (store connection, the race-safe create-and-settle in
+    ``Tracker.run_for``); started before a stage's work, it overlaps that work instead of adding to it.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-open")
+    tags = run_tags(context)
+    dagster_run_id = context.run.run_id
+
+    def open_run() -> tuple[Tracker, str]:
+        tracker = mlflow.tracker(lake)
+        return tracker, tracker.run_for(dagster_run_id, tags, run_name=f"dagster-{dagster_run_id[:8]}")
+
+    future = pool.submit(open_run)
+    pool.shutdown(wait=False)
+    return future
+
+
+def track(
+    context: AssetExecutionContext,
+    mlflow: MlflowResource,
+    lake: Lake,
+    reports: Sequence[StageReport],
+    opened: Future[tuple[Tracker, str]] | None = None,
+) -> str:
+    """Log the reports into this Dagster run's MLflow run (``opened`` early by :func:`open_tracking` or now)."""
+    tracker, run_id = (opened or open_tracking(context, mlflow, lake)).result()
     for step, report in enumerate(reports):
         tracker.log_report(run_id, report, step=step)
     return run_id
@@ -93,6 +119,7 @@ def per_shard(
     extra_metadata: dict[str, MetadataValue] | None = None,
 ) -> MaterializeResult:
     """Run ``op`` for each partition of this run, verify its books, log to MLflow, and build the result."""
+    opened = open_tracking(context, mlflow, lake)
     reports: list[StageReport] = []
     problems: dict[str, list[str]] = {}
     for shard in context.partition_keys:
@@ -105,7 +132,7 @@ def per_shard(
         found = check(shard, report)
         if found:
             problems[shard] = found
-    mlflow_run = track(context, mlflow, lake, reports)
+    mlflow_run = track(context, mlflow, lake, reports, opened)
     metadata = stage_metadata(reports)
     metadata["mlflow_run_id"] = MetadataValue.text(mlflow_run)
     metadata.update(extra_metadata or {})

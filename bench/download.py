@@ -62,6 +62,8 @@ def _plain(url_list: Path, out: Path) -> None:
         encode_quality=SETTINGS.encode_quality,
         timeout=SETTINGS.timeout,
         retries=SETTINGS.retries,
+        user_agent_token=SETTINGS.user_agent_token,
+        disallowed_header_directives=list(SETTINGS.disallowed_header_directives),
         compute_hash="sha256",
     )
 

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from infra.lake import Lake
 from ops.layout import report_path, table_path
 from ops.report import StageReport
+from ops.tarscan import sample_keys
 
 REASONS = frozenset(
     {
@@ -138,8 +139,7 @@ def download_shard(lake: Lake, shard: str, config: DownloadConfig) -> StageRepor
             out = _run_img2dataset(todo, work, config) if todo.num_rows else _empty_outputs(work)
             ledger = _ledger(todo, pq.read_table(out["parquet"]))
             report.count(ledger["kept"].to_pylist(), ledger["reason"].to_pylist())
-            members = _tar_members(out["tar"])
-            report.extra["tar_samples"] = members
+            report.extra["tar_samples"] = len(sample_keys(out["tar"]))
             report.extra["bytes"] = out["tar"].stat().st_size
             target = paths(shard)
             lake.put_file(out["tar"], target["tar"])
@@ -259,9 +259,3 @@ def _ledger(todo: pa.Table, produced: pa.Table) -> pa.Table:
         for name in ("key", "width", "height", "original_width", "original_height", "sha256"):
             out[name].append(cols[name][i] if cols[name] else None)
     return pa.Table.from_pydict(out, schema=LEDGER_SCHEMA)
-
-
-def _tar_members(tar_path: Path) -> int:
-    """Samples actually present in the tar (distinct keys), to check against the ledger's kept count."""
-    with tarfile.open(tar_path) as tf:
-        return len({Path(m.name).name.split(".", 1)[0] for m in tf.getmembers() if m.isfile()})
