@@ -11,7 +11,7 @@ export WANDB_MODE := disabled
 export HF_HUB_OFFLINE := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: install system-deps demo ui test lint bench clean
+.PHONY: install system-deps demo ui test lint bench gpu-wheels clean
 
 # Debian packages the tests use: WordNet (MetaCLIP metadata), PostgreSQL (Dagster's production storage) and two
 # emoji art styles (the cross-style zero-shot evaluation).
@@ -54,6 +54,12 @@ lint: install
 
 bench: install
 	$(PY) -m bench.run
+
+# Pure-Python wheels the device machine's image lacks, for bench/gpu.sh (carried there as .whl; see its header).
+GPU_WHEELS := open_clip_torch==3.3.0 webdataset==0.2.86 braceexpand==0.1.7 ftfy==6.3.1 wcwidth==0.9.4
+gpu-wheels: install
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux2014_x86_64 --platform any -d .whl $(GPU_WHEELS)
 
 clean:
 	rm -rf data .dagster_home .clipfoundry

@@ -23,6 +23,7 @@ BENCHMARKS = {
     "quality": "quality and recaption: pipeline overhead around the model (CPU)",
     "training": "training: model wrapper vs plain open_clip_train (CPU)",
     "curation_effect": "curation effect: raw pool vs curated pool at equal samples seen",
+    "cross_style": "cross-style zero-shot: trained on one emoji art style, evaluated on the other (CPU)",
 }
 
 INTRO = """# Benchmarks
