@@ -81,6 +81,10 @@ class DedupSettings(ConfigurableResource):
     """How strict dedup is; see ``ops.dedup.DedupConfig`` for what each setting trades off."""
 
     phash_radius: int = 2
+    crop_radius: int | None = Field(default=6, description="Window pHash radius for crop candidates; null: off.")
+    min_similarity: float | None = Field(
+        default=0.97, description="Aligned detail correlation a pHash or crop candidate needs; null: unchecked."
+    )
     eval_radius: int = 6
     min_contrast: float = 1.0
     eval_sets: list[str] = Field(
@@ -93,6 +97,8 @@ class DedupSettings(ConfigurableResource):
     def config(self) -> DedupConfig:
         return DedupConfig(
             phash_radius=self.phash_radius,
+            crop_radius=self.crop_radius,
+            min_similarity=self.min_similarity,
             eval_radius=self.eval_radius,
             min_contrast=self.min_contrast,
             eval_sets=tuple(self.eval_sets),

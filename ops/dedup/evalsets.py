@@ -1,8 +1,9 @@
 """Fingerprints of the evaluation images that training data must not contain.
 
 An eval set is a folder of image files (``<name>/<class>/*.png`` or any nesting), in the lake or at any fsspec
-URI. Its fingerprints are cached in the lake under a digest of its file listing (paths and sizes), so rebuilding
-the index hashes a benchmark once, not on every new shard.
+URI. Its fingerprints (those of training samples: pixel digest, pHash, contrast, window pHashes and the detail
+thumbnail) are cached in the lake under a digest of the fingerprint version and its file listing (paths and
+sizes), so rebuilding the index hashes a benchmark once, not on every new shard.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 
 from infra.lake import Lake
-from ops.dedup.fingerprint import UndecodableImage, contrast, fingerprint, phash_from_pixels
+from ops.dedup.crops import FINGERPRINT_VERSION, window_phashes
+from ops.dedup.fingerprint import DETAIL_SIDE, UndecodableImage, contrast, fingerprint, phash_from_pixels
 from ops.dedup.layout import eval_cache_path
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -27,6 +29,8 @@ SCHEMA = pa.schema(
         ("pixel_sha256", pa.string()),
         ("phash", pa.uint64()),
         ("contrast", pa.float32()),
+        ("window_phash", pa.list_(pa.uint64())),
+        ("detail", pa.binary(DETAIL_SIDE * DETAIL_SIDE)),
     ]
 )
 
@@ -52,21 +56,23 @@ def eval_fingerprints(lake: Lake, uris: tuple[str, ...]) -> tuple[pa.Table, dict
     stats: dict[str, int] = {}
     for uri in uris:
         name, files, read = _listing(lake, uri)
-        digest = hashlib.sha256(repr(files).encode()).hexdigest()[:16]
+        digest = hashlib.sha256(f"{FINGERPRINT_VERSION}:{files!r}".encode()).hexdigest()[:16]
         cache = eval_cache_path(name, digest)
         if lake.exists(cache):
             table = lake.read_parquet(cache)
         else:
-            paths, shas, thumbs = [], [], []
+            paths, shas, thumbs, details = [], [], [], []
             for rel, _size in files:
                 try:
-                    _, sha, thumb = fingerprint(read(rel))
+                    found = fingerprint(read(rel))
                 except UndecodableImage:
                     continue
                 paths.append(rel)
-                shas.append(sha)
-                thumbs.append(thumb)
+                shas.append(found.pixel_sha256)
+                thumbs.append(found.thumb)
+                details.append(found.detail)
             stack = np.stack(thumbs) if thumbs else np.zeros((0, 32, 32), dtype=np.uint8)
+            fine = np.stack(details) if details else np.zeros((0, DETAIL_SIDE, DETAIL_SIDE), dtype=np.uint8)
             table = pa.table(
                 {
                     "eval_set": [name] * len(paths),
@@ -74,6 +80,8 @@ def eval_fingerprints(lake: Lake, uris: tuple[str, ...]) -> tuple[pa.Table, dict
                     "pixel_sha256": shas,
                     "phash": phash_from_pixels(stack),
                     "contrast": contrast(stack),
+                    "window_phash": window_phashes(fine).tolist(),
+                    "detail": [d.tobytes() for d in fine],
                 },
                 schema=SCHEMA,
             )

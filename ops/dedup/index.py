@@ -1,20 +1,28 @@
 """The global dedup index: every decodable sample of every shard, compared against all the others at once.
 
 Samples are the nodes of one graph. Edges join two samples with the same uid (the same URL and text) or the same
-canonical pixel digest (exact), with pHash distance <= the radius (near), and, when embeddings are configured,
-with cosine similarity >= the threshold (semantic). A cluster is a connected component, as in NeMo Curator's
-fuzzy dedup; components are computed at three nested levels (exact ⊂ near ⊂ semantic), which names each drop by
-the closest level that joins it to its survivor. Flat images (thumbnail contrast below ``min_contrast``) get no
-pHash edges: their pHash is the same constant pattern whatever their colour. Components are chained: a cluster
-may hold two images further apart than the radius if others link them, which is why the radius is kept small.
+canonical pixel digest (exact); with the same pHash, or with a *checked* pHash candidate (near); and, when
+embeddings are configured, with cosine similarity >= the threshold (semantic). pHash candidates are full-image
+pHashes within ``phash_radius`` and crops: one image's full pHash within ``crop_radius`` of a window pHash of
+another (:mod:`ops.dedup.crops`). A candidate becomes an edge when the two detail thumbnails, aligned, correlate
+at ``min_similarity`` or more. Only candidates between clusters not yet joined are checked, at most
+``CHECKS_PER_PAIR`` per pair of clusters, closest first (ties broken by the samples' own order, never by the order
+shards arrive), so checking costs in proportion to the merges, not to the pairs. With ``min_similarity=None``
+full-image candidates are edges unchecked and there is no crop matching (the behaviour before crops).
+
+A cluster is a connected component, as in NeMo Curator's fuzzy dedup; components are computed at three nested
+levels (exact ⊂ near ⊂ semantic), which names each drop by the closest level that joins it to its survivor. Flat
+images (thumbnail contrast below ``min_contrast``) get no pHash edges: their pHash is the same constant pattern
+whatever their colour. Components are chained: a cluster may hold two images that were never compared.
 
 Survivors are chosen by a total order on the samples themselves, never on the order shards arrive: the largest
 image (most pixels) first, then the smallest uid, then shard and key. So the same sample survives whatever the
 shard order, and a new shard changes an old shard's decisions only when it brings a better copy of one of its
 images; re-running ``dedup_shard`` on the old shards (cheap: no pixels are read) picks that up.
 
-Samples that match an eval image (same pixels, or pHash distance <= ``eval_radius``) are dropped first and take
-no part in the clustering, so a benchmark image never survives as a cluster's representative.
+Samples that match an eval image (same pixels; or pHash distance <= ``eval_radius``, or a crop candidate either
+way round, checked like the index's) are dropped first and take no part in the clustering, so a benchmark image
+never survives as a cluster's representative.
 """
 
 from __future__ import annotations
@@ -31,10 +39,14 @@ from scipy.sparse.csgraph import connected_components
 from infra.lake import Lake
 from ops.dedup import reasons as R
 from ops.dedup.config import DedupConfig
+from ops.dedup.crops import CHECKS_PER_PAIR, EVAL_CHECKS, FINGERPRINT_VERSION, N_WINDOWS, WINDOWS, similarity
 from ops.dedup.evalsets import eval_fingerprints
+from ops.dedup.fingerprint import DETAIL_SIDE
 from ops.dedup.hamming import pairs_within
-from ops.dedup.layout import SUMMARY, decisions_path, hashes_path
+from ops.dedup.layout import SUMMARY, decisions_path, details_path, hashes_path
 from ops.report import StageReport
+
+_CHECK_SLICE = 8192
 
 DECISIONS = pa.schema(
     [
@@ -50,22 +62,69 @@ DECISIONS = pa.schema(
 
 
 def _load(lake: Lake, shards: list[str], config: DedupConfig) -> pa.Table:
-    """The decodable samples of all shards, with their shard name; refuses hashes made with another model."""
+    """The decodable samples of all shards, with their shard name; refuses hashes it cannot compare (made with
+    another embedding model, or without this version's crop windows when candidates are checked)."""
     columns = ["uid", "key", "width", "height", "pixel_sha256", "phash", "contrast", "reason"]
+    if config.verified:
+        columns.append("window_phash")
     tables = []
     for shard in shards:
         table = lake.read_parquet(hashes_path(shard))
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        columns_here = list(columns)
         if config.semantic:
-            meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
             made = (meta.get("embed_model") or None, meta.get("embed_pretrained") or None)
             if made != (config.embed_model, config.embed_pretrained) or "embedding" not in table.column_names:
                 raise ValueError(f"shard {shard!r} was hashed with embeddings from {made}; re-run hash_shard")
-            columns_here = [*columns, "embedding"]
-        else:
-            columns_here = columns
+            columns_here.append("embedding")
+        if config.verified and meta.get("fingerprint_version") != FINGERPRINT_VERSION:
+            made = meta.get("fingerprint_version", "1 (no crop windows)")
+            raise ValueError(
+                f"shard {shard!r} was hashed with fingerprint version {made}, not {FINGERPRINT_VERSION}; re-run "
+                "hash_shard (or set min_similarity=None and crop_radius=None to compare full-image pHashes only)"
+            )
         table = table.select(columns_here).filter(pc.equal(table["reason"], ""))
         tables.append(table.append_column("shard", pa.array([shard] * table.num_rows, pa.string())))
     return pa.concat_tables(tables) if tables else pa.table({c: [] for c in [*columns, "shard"]})
+
+
+def _windows(table: pa.Table) -> np.ndarray:
+    """The window pHashes of the loaded samples, shape (n, N_WINDOWS)."""
+    if not table.num_rows:
+        return np.zeros((0, N_WINDOWS), dtype=np.uint64)
+    flat = table["window_phash"].combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(np.uint64)
+    if len(flat) != table.num_rows * N_WINDOWS:
+        raise ValueError(f"window pHashes are not {N_WINDOWS} per image; re-run hash_shard")
+    return flat.reshape(table.num_rows, N_WINDOWS)
+
+
+def _details(lake: Lake, table: pa.Table, rows: np.ndarray) -> np.ndarray:
+    """The detail thumbnails of some loaded samples, (len(rows), 64, 64) uint8, read shard by shard."""
+    out = np.zeros((len(rows), DETAIL_SIDE, DETAIL_SIDE), dtype=np.uint8)
+    if not len(rows):
+        return out
+    shards = np.asarray(table["shard"].take(pa.array(rows)).to_pylist(), dtype=object)
+    keys = table["key"].take(pa.array(rows))
+    for shard in sorted(set(shards)):
+        mine = np.flatnonzero(shards == shard)
+        if not lake.exists(details_path(shard)):
+            raise ValueError(f"shard {shard!r} has no detail thumbnails ({details_path(shard)}); re-run hash_shard")
+        stored = lake.read_parquet(details_path(shard))
+        at = pc.index_in(keys.take(pa.array(mine)), value_set=stored["key"])
+        if at.null_count:
+            raise ValueError(f"the detail thumbnails of shard {shard!r} lack some of its images; re-run hash_shard")
+        out[mine] = _pixels(stored["detail"].take(at))
+    return out
+
+
+def _pixels(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A fixed-size binary column of detail thumbnails as an (n, 64, 64) uint8 array."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    size = DETAIL_SIDE * DETAIL_SIDE
+    if not len(array):
+        return np.zeros((0, DETAIL_SIDE, DETAIL_SIDE), dtype=np.uint8)
+    data = np.frombuffer(array.buffers()[1], dtype=np.uint8)[array.offset * size : (array.offset + len(array)) * size]
+    return data.reshape(len(array), DETAIL_SIDE, DETAIL_SIDE)
 
 
 def _codes(values: pa.ChunkedArray) -> tuple[np.ndarray, int]:
@@ -80,15 +139,25 @@ def _components(n_nodes: int, a: list[np.ndarray], b: list[np.ndarray]) -> np.nd
     return connected_components(graph, directed=False)[1]
 
 
-def _contamination(table: pa.Table, evals: pa.Table, config: DedupConfig) -> np.ndarray:
-    """For each sample, the row of an eval image it copies (-1 if none): same pixels first, else the closest."""
+def _contamination(lake: Lake, table: pa.Table, evals: pa.Table, config: DedupConfig) -> np.ndarray:
+    """For each sample, the row of an eval image it copies (-1 if none): same pixels first, then the same pHash
+    (the closest eval row), then the best checked candidate (full-image within ``eval_radius``, or a crop either
+    way round)."""
     match = np.full(table.num_rows, -1, dtype=np.int64)
     if not evals.num_rows or not table.num_rows:
         return match
     mine = np.flatnonzero(table["contrast"].to_numpy() >= config.min_contrast)
     theirs = np.flatnonzero(evals["contrast"].to_numpy() >= config.min_contrast)
-    qi, ej, dist = pairs_within(table["phash"].to_numpy()[mine], config.eval_radius, evals["phash"].to_numpy()[theirs])
+    ours_ph, their_ph = table["phash"].to_numpy()[mine], evals["phash"].to_numpy()[theirs]
+    qi, ej, dist = pairs_within(ours_ph, config.eval_radius, their_ph)
     qi, ej = mine[qi], theirs[ej]
+    if config.verified:
+        unchecked = dist == 0
+        checked = _eval_checks(
+            lake, table, evals, config, (mine, theirs), qi[~unchecked], ej[~unchecked], dist[~unchecked]
+        )
+        match[checked[0]] = checked[1]
+        qi, ej, dist = qi[unchecked], ej[unchecked], dist[unchecked]
     order = np.lexsort((ej, dist, qi))
     first = np.unique(qi[order], return_index=True)[1]
     match[qi[order][first]] = ej[order][first]
@@ -96,6 +165,135 @@ def _contamination(table: pa.Table, evals: pa.Table, config: DedupConfig) -> np.
     exact = pc.is_valid(same).to_numpy(zero_copy_only=False)
     match[exact] = same.filter(pc.is_valid(same)).to_numpy().astype(np.int64)
     return match
+
+
+def _eval_checks(
+    lake: Lake,
+    table: pa.Table,
+    evals: pa.Table,
+    config: DedupConfig,
+    textured: tuple[np.ndarray, np.ndarray],
+    full_q: np.ndarray,
+    full_e: np.ndarray,
+    full_d: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Samples and the eval row each best matches among its checked candidates (highest similarity): the given
+    full-image candidates and, with ``crop_radius``, crops either way round between the textured rows."""
+    mine, theirs = textured
+    sample, other, dist, window = [full_q], [full_e], [full_d], [np.full(len(full_q), -1)]
+    eval_is_big = [np.ones(len(full_q), dtype=bool)]
+    if config.crop_radius is not None:
+        ours_ph, their_ph = table["phash"].to_numpy()[mine], evals["phash"].to_numpy()[theirs]
+        their_win = _windows(evals).take(theirs, axis=0)
+        our_win = _windows(table).take(mine, axis=0)
+        q, b, d = pairs_within(ours_ph, config.crop_radius, their_win.ravel())  # the sample is a crop
+        sample.append(mine[q])
+        other.append(theirs[b // N_WINDOWS])
+        dist.append(d)
+        window.append(b % N_WINDOWS)
+        eval_is_big.append(np.ones(len(q), dtype=bool))
+        q, b, d = pairs_within(their_ph, config.crop_radius, our_win.ravel())  # the eval image is a crop
+        sample.append(mine[b // N_WINDOWS])
+        other.append(theirs[q])
+        dist.append(d)
+        window.append(b % N_WINDOWS)
+        eval_is_big.append(np.zeros(len(q), dtype=bool))
+    sample, other, dist = np.concatenate(sample), np.concatenate(other), np.concatenate(dist)
+    window, eval_is_big = np.concatenate(window), np.concatenate(eval_is_big)
+    order = np.lexsort((window, ~eval_is_big, other, dist, sample))
+    sample, other, window, eval_is_big = sample[order], other[order], window[order], eval_is_big[order]
+    keep = _first_per_group(sample, EVAL_CHECKS)
+    sample, other, window, eval_is_big = sample[keep], other[keep], window[keep], eval_is_big[keep]
+    rows, their_rows = np.unique(sample), np.unique(other)
+    details = np.concatenate([_details(lake, table, rows), _pixels(evals["detail"].take(pa.array(their_rows)))])
+    at_sample, at_other = np.searchsorted(rows, sample), len(rows) + np.searchsorted(their_rows, other)
+    big, small = np.where(eval_is_big, at_other, at_sample), np.where(eval_is_big, at_sample, at_other)
+    score = _similarities(details, big, small, window)
+    good = score >= config.min_similarity
+    sample, other, score = sample[good], other[good], score[good]
+    order = np.lexsort((other, -score, sample))
+    first = np.unique(sample[order], return_index=True)[1]
+    return sample[order][first], other[order][first]
+
+
+def _similarities(details: np.ndarray, big: np.ndarray, small: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """:func:`similarity` of ``details[big]`` and ``details[small]`` from each candidate's window, a slice at a
+    time so that the candidates' thumbnails are never all copied at once."""
+    out = np.zeros(len(big), dtype=np.float32)
+    for s in range(0, len(big), _CHECK_SLICE):
+        e = s + _CHECK_SLICE
+        out[s:e] = similarity(details[big[s:e]], details[small[s:e]], _cuts(window[s:e]))
+    return out
+
+
+def _cuts(window: np.ndarray) -> np.ndarray:
+    """The starting crop box of each candidate: its window's cuts, or none (-1: full image against full image)."""
+    table = np.array([(0.0, 0.0, 0.0, 0.0), *WINDOWS])
+    return table[np.asarray(window) + 1]
+
+
+def _first_per_group(groups: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the first ``limit`` rows of each run of equal values in the sorted ``groups``."""
+    if not len(groups):
+        return np.zeros(0, dtype=np.int64)
+    starts = np.r_[True, groups[1:] != groups[:-1]]
+    begin = np.maximum.accumulate(np.where(starts, np.arange(len(groups)), 0))
+    return np.flatnonzero(np.arange(len(groups)) - begin < limit)
+
+
+def _checked_links(
+    lake: Lake,
+    table: pa.Table,
+    config: DedupConfig,
+    rank: np.ndarray,
+    clusters: np.ndarray,
+    textured: np.ndarray,
+    hashes: tuple[np.ndarray, ...],
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """The sample pairs that become near edges, and counts for the report.
+
+    Candidates: pairs of distinct pHashes within ``phash_radius`` (each distinct pHash stands for its best-ranked
+    sample) and crops, a distinct full pHash within ``crop_radius`` of a window pHash of a textured sample. Those
+    between different ``clusters`` are checked, at most CHECKS_PER_PAIR per pair of clusters, closest first with
+    ties broken by the samples' rank; a candidate whose aligned details correlate at ``min_similarity`` links."""
+    unique_ph, ph_code, ph_i, ph_j, ph_d = hashes
+    by_rank = np.argsort(rank[textured], kind="stable")
+    firsts = np.unique(ph_code[by_rank], return_index=True)[1]
+    rep = np.empty(len(unique_ph), dtype=np.int64)
+    rep[ph_code[by_rank][firsts]] = textured[by_rank][firsts]
+    a, b = rep[ph_i], rep[ph_j]
+    a_first = rank[a] < rank[b]
+    small, big = [np.where(a_first, b, a)], [np.where(a_first, a, b)]
+    dist, window = [ph_d], [np.full(len(ph_i), -1)]
+    crop_candidates = 0
+    if config.crop_radius is not None:
+        q, at, d = pairs_within(unique_ph, config.crop_radius, _windows(table).take(textured, axis=0).ravel())
+        crop_candidates = len(q)
+        small.append(rep[q])
+        big.append(textured[at // N_WINDOWS])
+        dist.append(d)
+        window.append(at % N_WINDOWS)
+    small, big = np.concatenate(small), np.concatenate(big)
+    dist, window = np.concatenate(dist), np.concatenate(window)
+    apart = clusters[small] != clusters[big]
+    small, big, dist, window = small[apart], big[apart], dist[apart], window[apart]
+    lo = np.minimum(clusters[small], clusters[big]).astype(np.int64)
+    hi = np.maximum(clusters[small], clusters[big]).astype(np.int64)
+    order = np.lexsort((window, rank[big], rank[small], dist, hi, lo))
+    pair = (lo * (int(clusters.max(initial=0)) + 1) + hi)[order]
+    chosen = order[_first_per_group(pair, CHECKS_PER_PAIR)]
+    small, big, window = small[chosen], big[chosen], window[chosen]
+    rows = np.unique(np.concatenate([small, big]))
+    details = _details(lake, table, rows)
+    score = _similarities(details, np.searchsorted(rows, big), np.searchsorted(rows, small), window)
+    good = score >= config.min_similarity
+    stats = {
+        "crop_candidates": crop_candidates,
+        "checked_pairs": len(chosen),
+        "checked_links": int(good.sum()),
+        "checked_crop_links": int((good & (window >= 0)).sum()),
+    }
+    return small[good], big[good], stats
 
 
 def _semantic_pairs(embeddings: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -122,13 +320,20 @@ def build_index(lake: Lake, shards: list[str], config: DedupConfig) -> StageRepo
         timings["load_s"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        eval_match = _contamination(everything, evals, config)
+        eval_match = _contamination(lake, everything, evals, config)
         contaminated = eval_match >= 0
         table = everything.filter(pa.array(~contaminated))
         n = table.num_rows
         uid_code, n_uid = _codes(table["uid"])
         sha_code, n_sha = _codes(table["pixel_sha256"])
         occ = np.arange(n)
+        pixels = table["width"].to_numpy().astype(np.int64) * table["height"].to_numpy().astype(np.int64)
+        uids = np.asarray(table["uid"].to_pylist(), dtype=object)
+        shard_col = np.asarray(table["shard"].to_pylist(), dtype=object)
+        keys = np.asarray(table["key"].to_pylist(), dtype=object)
+        rank = np.empty(n, dtype=np.int64)
+        rank[np.lexsort((keys, shard_col, uids, -pixels))] = occ
+
         textured = occ[table["contrast"].to_numpy() >= config.min_contrast]
         unique_ph, ph_code = np.unique(table["phash"].to_numpy()[textured], return_inverse=True)
         sha_base, ph_base = n + n_uid, n + n_uid + n_sha
@@ -136,12 +341,24 @@ def build_index(lake: Lake, shards: list[str], config: DedupConfig) -> StageRepo
         edges_a = [occ, occ]
         edges_b = [n + uid_code, sha_base + sha_code]
         exact = _components(nodes, edges_a, edges_b)[:n]
-        ph_i, ph_j, _ = pairs_within(unique_ph, config.phash_radius)
-        edges_a += [textured, ph_base + ph_i]
-        edges_b += [ph_base + ph_code.ravel(), ph_base + ph_j]
+        ph_i, ph_j, ph_d = pairs_within(unique_ph, config.phash_radius)
+        report.extra["near_pairs_distinct_hashes"] = len(ph_i)
+        edges_a.append(textured)
+        edges_b.append(ph_base + ph_code.ravel())
+        if config.verified:
+            checking = time.perf_counter()
+            same_hash = _components(nodes, edges_a, edges_b)[:n]
+            hashes = (unique_ph, ph_code.ravel(), ph_i, ph_j, ph_d)
+            link_a, link_b, stats = _checked_links(lake, table, config, rank, same_hash, textured, hashes)
+            timings["check_s"] = time.perf_counter() - checking
+            edges_a.append(link_a)
+            edges_b.append(link_b)
+            report.extra.update(stats)
+        else:
+            edges_a.append(ph_base + ph_i)
+            edges_b.append(ph_base + ph_j)
         near = _components(nodes, edges_a, edges_b)[:n]
         timings["hash_search_s"] = time.perf_counter() - start
-        report.extra["near_pairs_distinct_hashes"] = len(ph_i)
         if config.semantic and n:
             start = time.perf_counter()
             vectors = np.asarray(table["embedding"].to_pylist(), dtype=np.float32)
@@ -152,12 +369,6 @@ def build_index(lake: Lake, shards: list[str], config: DedupConfig) -> StageRepo
         else:
             final = near
 
-        pixels = table["width"].to_numpy().astype(np.int64) * table["height"].to_numpy().astype(np.int64)
-        uids = np.asarray(table["uid"].to_pylist(), dtype=object)
-        shard_col = np.asarray(table["shard"].to_pylist(), dtype=object)
-        keys = np.asarray(table["key"].to_pylist(), dtype=object)
-        rank = np.empty(n, dtype=np.int64)
-        rank[np.lexsort((keys, shard_col, uids, -pixels))] = occ
         best_rank = np.full(final.max() + 1 if n else 0, n, dtype=np.int64)
         np.minimum.at(best_rank, final, rank)
         by_rank = np.empty(n, dtype=np.int64)

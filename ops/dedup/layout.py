@@ -1,8 +1,9 @@
 """Where the dedup stage keeps its files in the lake.
 
-``dedup/hashes/<shard>.parquet`` is written once per shard and never rewritten by the global index, which is
-what makes the index incremental; ``dedup/index/`` is rebuilt from those files; ``dedup/<shard>.parquet`` is the
-per-shard decision table of the data contract.
+``dedup/hashes/<shard>.parquet`` (with its detail thumbnails, ``dedup/details/<shard>.parquet``) is written
+once per shard and never rewritten by the global index, which is what makes the index incremental;
+``dedup/index/`` is rebuilt from those files; ``dedup/<shard>.parquet`` is the per-shard decision table of the
+data contract.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ SUMMARY = f"{INDEX}/summary.json"
 
 def hashes_path(shard: str) -> str:
     return table_path(HASH_STAGE, shard)
+
+
+def details_path(shard: str) -> str:
+    """The 64x64 detail thumbnails of one shard's decodable images (``key``, ``detail``), written by
+    ``hash_shard`` beside its hashes; the index reads it only for the images of crop or pHash candidates."""
+    return f"{STAGE}/details/{shard}.parquet"
 
 
 def hashes_report_path(shard: str) -> str:

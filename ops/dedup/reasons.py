@@ -12,7 +12,7 @@ UNDECODABLE = "undecodable"  # image bytes Pillow cannot decode
 EVAL_CONTAMINATION = "eval_contamination"  # exact or near copy of an image in a configured evaluation set
 DUPLICATE_PAIR = "duplicate_pair"  # the same (URL, text) pair, i.e. the same uid, kept in another shard
 EXACT_DUPLICATE = "exact_duplicate"  # the same decoded pixels (or the same uid) as a member of the survivor's group
-NEAR_DUPLICATE = "near_duplicate"  # linked to the survivor by pHash distances <= the radius
+NEAR_DUPLICATE = "near_duplicate"  # linked to the survivor by pHash matches (full image or crop, checked)
 SEMANTIC_DUPLICATE = "semantic_duplicate"  # linked to the survivor only through embedding cosine >= threshold
 
 REASONS: tuple[str, ...] = (

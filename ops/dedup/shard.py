@@ -1,7 +1,9 @@
 """The per-shard dedup ops: fingerprint a downloaded shard once, and later project the global index onto it.
 
 ``hash_shard`` is the only step that reads pixels. It streams the shard's webdataset tar, decodes every image
-the download ledger kept exactly once, and writes ``dedup/hashes/<shard>.parquet``. The global index is built
+the download ledger kept exactly once, and writes ``dedup/hashes/<shard>.parquet`` (pixel digest, pHash,
+contrast, window pHashes) and ``dedup/details/<shard>.parquet`` (the 64x64 detail thumbnails, 4 KiB an image,
+kept apart so that the index reads them only for candidate pairs). The global index is built
 from these files alone, so adding a shard hashes that shard only. ``dedup_shard`` then writes the stage's
 decision table for the shard from the index: every sample that entered the stage, kept or dropped with a reason.
 """
@@ -18,9 +20,10 @@ import pyarrow.compute as pc
 from infra.lake import Lake
 from ops.dedup import reasons as R
 from ops.dedup.config import DedupConfig
+from ops.dedup.crops import FINGERPRINT_VERSION, window_phashes
 from ops.dedup.embed import embed_images
-from ops.dedup.fingerprint import UndecodableImage, contrast, fingerprint, phash_from_pixels
-from ops.dedup.layout import STAGE, SUMMARY, decisions_path, hashes_path, hashes_report_path
+from ops.dedup.fingerprint import DETAIL_SIDE, UndecodableImage, contrast, fingerprint, phash_from_pixels
+from ops.dedup.layout import STAGE, SUMMARY, decisions_path, details_path, hashes_path, hashes_report_path
 from ops.layout import report_path, table_path
 from ops.report import StageReport
 
@@ -35,7 +38,10 @@ HASH_FIELDS = [
     ("phash", pa.uint64()),
     ("contrast", pa.float32()),
     ("reason", pa.string()),
+    ("window_phash", pa.list_(pa.uint64())),
 ]
+
+DETAILS = pa.schema([("key", pa.string()), ("detail", pa.binary(DETAIL_SIDE * DETAIL_SIDE))])
 
 SCHEMA = pa.schema(
     [
@@ -53,11 +59,16 @@ SCHEMA = pa.schema(
 
 
 def hash_schema(config: DedupConfig) -> pa.Schema:
-    """The hash table's schema; the embedding model is recorded so the index can refuse mixed models."""
+    """The hash table's schema; the fingerprint version and the embedding model are recorded so the index can
+    refuse tables it cannot compare."""
     fields = list(HASH_FIELDS)
     if config.semantic:
         fields.append(("embedding", pa.list_(pa.float32())))
-    meta = {"embed_model": config.embed_model or "", "embed_pretrained": config.embed_pretrained or ""}
+    meta = {
+        "fingerprint_version": FINGERPRINT_VERSION,
+        "embed_model": config.embed_model or "",
+        "embed_pretrained": config.embed_pretrained or "",
+    }
     return pa.schema(fields, metadata=meta)
 
 
@@ -67,19 +78,23 @@ class _Hasher:
     def __init__(self, config: DedupConfig) -> None:
         self._config = config
         self.rows: dict[str, dict] = {}
+        self.details: dict[str, bytes] = {}
         self._keys: list[str] = []
         self._thumbs: list[np.ndarray] = []
+        self._details: list[np.ndarray] = []
         self._images: list = []
 
     def add(self, key: str, data: bytes) -> None:
         try:
-            image, sha, thumb = fingerprint(data)
+            found = fingerprint(data)
         except UndecodableImage:
             self.rows[key] = {"reason": R.UNDECODABLE}
             return
+        image, sha = found.image, found.pixel_sha256
         self.rows[key] = {"width": image.width, "height": image.height, "pixel_sha256": sha, "reason": ""}
         self._keys.append(key)
-        self._thumbs.append(thumb)
+        self._thumbs.append(found.thumb)
+        self._details.append(found.detail)
         if self._config.semantic:
             self._images.append(image)
         if len(self._keys) >= self._config.hash_batch_size:
@@ -88,17 +103,18 @@ class _Hasher:
     def flush(self) -> None:
         if not self._keys:
             return
-        thumbs = np.stack(self._thumbs)
+        thumbs, details = np.stack(self._thumbs), np.stack(self._details)
         hashes, spread = phash_from_pixels(thumbs).tolist(), contrast(thumbs).tolist()
-        for key, value, level in zip(self._keys, hashes, spread, strict=True):
-            self.rows[key]["phash"] = value
-            self.rows[key]["contrast"] = level
+        windows = window_phashes(details).tolist()
+        for key, value, level, inside, detail in zip(self._keys, hashes, spread, windows, details, strict=True):
+            self.rows[key].update(phash=value, contrast=level, window_phash=inside)
+            self.details[key] = detail.tobytes()
         if self._config.semantic:
             c = self._config
             vectors = embed_images(self._images, c.embed_model, c.embed_pretrained, c.embed_batch_size)
             for key, vector in zip(self._keys, vectors, strict=True):
                 self.rows[key]["embedding"] = vector.tolist()
-        self._keys, self._thumbs, self._images = [], [], []
+        self._keys, self._thumbs, self._details, self._images = [], [], [], []
 
 
 def hash_shard(lake: Lake, shard: str, config: DedupConfig) -> StageReport:
@@ -127,6 +143,8 @@ def hash_shard(lake: Lake, shard: str, config: DedupConfig) -> StageReport:
                 if name not in ("uid", "key"):
                     columns[name].append(row.get(name))
         table = pa.Table.from_pydict(columns, schema=schema)
+        details = {"key": list(hasher.details), "detail": list(hasher.details.values())}
+        lake.write_parquet(details_path(shard), pa.Table.from_pydict(details, schema=DETAILS))
         lake.write_parquet(hashes_path(shard), table)
         reasons = columns["reason"]
         report.count([r == "" for r in reasons], reasons)

@@ -8,12 +8,14 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 from PIL import Image, ImageEnhance
 
 from infra.lake import Lake
 from ops.dedup import REASONS, SCHEMA, DedupConfig, build_index, cluster_size_histogram, dedup_shard, hash_shard
-from ops.dedup.layout import hashes_path
+from ops.dedup.crops import FINGERPRINT_VERSION, N_WINDOWS
+from ops.dedup.layout import details_path, hashes_path
 from ops.ledger import check_ledger
 from tests.ops.dedup.lakes import sample, write_shard
 
@@ -39,6 +41,12 @@ def _crop(image: Image.Image, area: float) -> Image.Image:
     return image.crop((x, y, x + cw, y + ch))
 
 
+def _cut(image: Image.Image, left: float = 0, top: float = 0, right: float = 0, bottom: float = 0) -> Image.Image:
+    """A crop that cuts these shares of the width (left, right) and height (top, bottom) away."""
+    w, h = image.size
+    return image.crop((round(w * left), round(h * top), w - round(w * right), h - round(h * bottom)))
+
+
 def _shift(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.asarray(image, dtype=np.int16) + np.array([10, -6, 4]), 0, 255).astype(np.uint8))
 
@@ -58,7 +66,8 @@ class Photos:
 
 
 def _near_copies(photos: Photos) -> tuple[list[dict], list[dict]]:
-    """Perturbed copies within the default radius (shard b) and crops that need a wider one (shard c)."""
+    """Perturbed copies of the fixture photos (shard b) and crops that keep at least 90% of the area, centred or
+    not, some also resized or re-encoded (shard c)."""
     cat, img8, img9 = photos.image("cat.jpg"), photos.image("img8.jpg"), photos.image("img9.jpg")
     img10, blip, img2 = photos.image("img10.jpg"), photos.image("blip.jpg"), photos.image("img2.jpg")
     mild = [
@@ -68,12 +77,21 @@ def _near_copies(photos: Photos) -> tuple[list[dict], list[dict]]:
         sample("img8@shift", _encode(_shift(img8))),
         sample("img9@resize75", _encode(img9.resize((img9.width * 3 // 4, img9.height * 3 // 4), Image.BICUBIC))),
         sample("img2@brightness", _encode(ImageEnhance.Brightness(img2).enhance(1.08))),
+        sample("cat@q75", _encode(cat, quality=75)),
         sample("blip@png", _encode(blip, "PNG"), ext="png"),
     ]
+    corner = 1 - 0.9**0.5  # cut from two adjacent sides, keeping 90% of the area
     crops = [
         sample("img10@crop90", _encode(_crop(img10, 0.90))),
         sample("cat@crop95", _encode(_crop(cat, 0.95))),
         sample("img9@crop95", _encode(_crop(img9, 0.95))),
+        sample("blip@corner", _encode(_cut(blip, right=corner, bottom=corner))),
+        sample("img8@corner", _encode(_cut(img8, left=corner, top=corner), quality=60)),
+        sample("cat@left10", _encode(_cut(cat, left=0.10))),
+        sample("img2@bottom10", _encode(_cut(img2, bottom=0.10), quality=50)),
+        sample("img9@sides", _encode(_cut(img9, left=0.05, right=0.05))),
+        sample("img10@offcentre", _encode(_shift(_cut(img10, left=0.01, top=0.06, right=0.04, bottom=0.0)))),
+        sample("cat@crop_resize", _encode(_cut(cat, top=0.04, right=0.04).resize((300, 230), Image.BICUBIC))),
     ]
     return mild, crops
 
@@ -167,6 +185,7 @@ def test_perturbed_copies_in_other_shards_are_near_or_exact_duplicates(hashed, s
         "img8@shift": "near_duplicate",
         "img9@resize75": "near_duplicate",
         "img2@brightness": "near_duplicate",
+        "cat@q75": "near_duplicate",
         "blip@png": "exact_duplicate",
     }
     for name, reason in expected.items():
@@ -178,26 +197,47 @@ def test_perturbed_copies_in_other_shards_are_near_or_exact_duplicates(hashed, s
     assert rows["img10@again"]["duplicate_of_shard"] == "shard-a"
 
 
+CROPS = ["img10@crop90", "cat@crop95", "img9@crop95", "blip@corner", "img8@corner", "cat@left10", "img2@bottom10"]
+CROPS += ["img9@sides", "img10@offcentre", "cat@crop_resize"]
+
+
+def test_crops_in_other_shards_are_near_duplicates_at_the_default_config(hashed, shards):
+    """Crops keeping 90-95% of the area (centred, from a corner, from one or two sides, off-centre, and crops
+    also re-encoded, shifted in colour or resized) are dropped as near duplicates of the original in another
+    shard: the original is larger, so it survives."""
+    rows = _by_name(_decide(hashed, DedupConfig()), shards)
+    names = _names(shards)
+    for name in CROPS:
+        original = name.split("@")[0] + ".jpg"
+        assert rows[name]["reason"] == "near_duplicate", name
+        assert _survivor_name(rows[name], names) == _survivor_name(rows[original], names), name
+        assert rows[name]["duplicate_of_shard"] != "shard-c", name
+
+
+def test_full_image_phash_alone_misses_the_crops(hashed, shards):
+    """Without crop matching (and unchecked, as before it existed) most of these crops are 4-16 bits from their
+    original and stay apart: the window hashes are what finds them."""
+    legacy = DedupConfig(crop_radius=None, min_similarity=None)
+    rows = _by_name(_decide(hashed, legacy), shards)
+    assert sum(rows[name]["kept"] for name in CROPS) >= len(CROPS) // 2
+
+
 def test_distinct_photos_are_not_merged(hashed, shards):
     rows = _by_name(_decide(hashed, DedupConfig()), shards)
     names = _names(shards)
     assert len({_survivor_name(rows[n], names) for n in SHARD_A}) == len(SHARD_A)
 
 
-def test_crops_need_a_wider_radius_which_also_merges_the_look_alike_pair(hashed, shards):
-    """Crops keeping 90-95% of the area move pHash by 2-10 bits: found at radius 10, not at the default.
-    At radius 10 the two fixture illustrations img_pair_1/2 (same layout, plane vs boat, 4 bits apart) merge:
-    the measured cost of the wider radius; every other distinct photo stays apart."""
+def test_checking_keeps_look_alikes_apart_even_at_a_wide_radius(hashed, shards):
+    """The fixture illustrations img_pair_1/2 share their layout (plane vs boat, full pHashes 4 bits apart): an
+    unchecked radius of 10 merges them, the checked one does not, and still finds the crops."""
     names = _names(shards)
-    narrow = _by_name(_decide(hashed, DedupConfig()), shards)
-    assert narrow["img10@crop90"]["kept"]
-    wide = _by_name(_decide(hashed, DedupConfig(phash_radius=10)), shards)
-    for name in ("img10@crop90", "cat@crop95", "img9@crop95"):
-        assert wide[name]["reason"] == "near_duplicate"
-        assert _survivor_name(wide[name], names) == _survivor_name(wide[name.split("@")[0] + ".jpg"], names)
-    assert _survivor_name(wide["img_pair_2.jpg"], names) == _survivor_name(wide["img_pair_1.jpg"], names)
-    others = [n for n in SHARD_A if not n.startswith("img_pair")]
-    assert len({_survivor_name(wide[n], names) for n in others}) == len(others)
+    unchecked = _by_name(_decide(hashed, DedupConfig(phash_radius=10, crop_radius=None, min_similarity=None)), shards)
+    assert _survivor_name(unchecked["img_pair_2.jpg"], names) == _survivor_name(unchecked["img_pair_1.jpg"], names)
+    checked = _by_name(_decide(hashed, DedupConfig(phash_radius=10, crop_radius=10)), shards)
+    assert len({_survivor_name(checked[n], names) for n in SHARD_A}) == len(SHARD_A)
+    for name in CROPS:
+        assert _survivor_name(checked[name], names) == _survivor_name(checked[name.split("@")[0] + ".jpg"], names)
 
 
 def test_undecodable_and_missing_images_are_dropped_with_their_reason(hashed, shards):
@@ -238,50 +278,94 @@ def test_adding_a_shard_hashes_only_that_shard(tmp_path, shards):
         write_shard(lake, shard, shards[shard])
         hash_shard(lake, shard, DedupConfig())
     _decide(lake, DedupConfig(), shards=("shard-a", "shard-b"))
-    before = {
-        s: (Path(lake.path(hashes_path(s))).stat().st_mtime_ns, lake.read_bytes(hashes_path(s)))
-        for s in ("shard-a", "shard-b")
-    }
+
+    def stamps() -> dict:
+        return {
+            path: (Path(lake.path(path)).stat().st_mtime_ns, lake.read_bytes(path))
+            for s in ("shard-a", "shard-b")
+            for path in (hashes_path(s), details_path(s))
+        }
+
+    before = stamps()
     for shard in ("shard-a", "shard-b"):
         lake.delete(f"download/{shard}.tar")
     write_shard(lake, "shard-c", shards["shard-c"])
     hash_shard(lake, "shard-c", DedupConfig())
     rows = _decide(lake, DedupConfig())
-    after = {
-        s: (Path(lake.path(hashes_path(s))).stat().st_mtime_ns, lake.read_bytes(hashes_path(s)))
-        for s in ("shard-a", "shard-b")
-    }
-    assert after == before
+    assert stamps() == before
     names = _names(shards)
     img7 = next(r for r in rows.values() if names[r["uid"]] == "img7.jpg")
     assert img7["reason"] == "exact_duplicate" and names[img7["duplicate_of"]] in {"img3.jpg", "img6.jpg"}
+    for crop in ("blip@corner", "cat@left10"):  # crops in the new shard, found against the old ones' hashes
+        row = next(r for r in rows.values() if names[r["uid"]] == crop)
+        assert row["reason"] == "near_duplicate" and row["duplicate_of_shard"] in {"shard-a", "shard-b"}
     assert cluster_size_histogram(lake)[3] >= 1
 
 
 def test_eval_contamination_drops_near_copies_of_eval_images(tmp_path, hashed, shards, photos):
-    """One eval set in the lake (eval/<name>/<class>/*.png) and one in a local folder."""
+    """One eval set in the lake (eval/<name>/<class>/*.png) and one in a local folder. Copies and crops of the eval
+    images are dropped, and so is a training image that an eval image is a crop of; its look-alike is not."""
     img9 = photos.image("img9.jpg")
     hashed.write_bytes("eval/tinybench/class0/a.png", _encode(img9.resize((256, 192), Image.BICUBIC), "PNG"))
     hashed.write_bytes("eval/tinybench/class1/not-an-image.png", b"garbage")
     local = tmp_path / "localbench" / "cls"
     local.mkdir(parents=True)
     (local / "b.png").write_bytes(_encode(photos.image("img8.jpg"), "PNG"))
+    (local / "c.png").write_bytes(_encode(_cut(photos.image("img_pair_1.jpg"), right=0.08).resize((400, 436)), "PNG"))
     config = DedupConfig(eval_sets=("eval/tinybench", str(tmp_path / "localbench")))
     report = build_index(hashed, ["shard-a", "shard-b", "shard-c"], config)
     assert report.extra["eval.tinybench.images"] == 2 and report.extra["eval.tinybench.undecodable"] == 1
     rows = _by_name(_decide(hashed, config), shards)
-    dirty = {"img9.jpg", "img9@resize75", "img9@crop95", "img8.jpg", "img8@q95", "img8@shift"}
+    dirty = {"img9.jpg", "img9@resize75", "img9@crop95", "img9@sides", "img8.jpg", "img8@q95", "img8@shift"}
+    dirty |= {"img8@corner", "img_pair_1.jpg"}
     assert {n for n, r in rows.items() if r["reason"] == "eval_contamination"} == dirty
     assert report.dropped["eval_contamination"] == len(dirty)
     assert rows["img9.jpg"]["duplicate_of"] == "class0/a.png"
     assert rows["img9.jpg"]["duplicate_of_shard"] == "eval:tinybench"
     assert rows["img8.jpg"]["duplicate_of_shard"] == "eval:localbench"
+    assert rows["img_pair_1.jpg"]["duplicate_of"] == "cls/c.png"
+    assert rows["img_pair_2.jpg"]["kept"]
 
 
 def test_the_index_refuses_a_stale_config(hashed):
     build_index(hashed, ["shard-a", "shard-b", "shard-c"], DedupConfig())
-    with pytest.raises(ValueError, match="another config"):
-        dedup_shard(hashed, "shard-a", DedupConfig(phash_radius=4))
+    for other in (DedupConfig(phash_radius=4), DedupConfig(crop_radius=8), DedupConfig(min_similarity=0.95)):
+        with pytest.raises(ValueError, match="another config"):
+            dedup_shard(hashed, "shard-a", other)
+
+
+def test_crop_matching_cannot_go_unchecked():
+    with pytest.raises(ValueError, match="min_similarity"):
+        DedupConfig(min_similarity=None)
+    assert not DedupConfig(crop_radius=None, min_similarity=None).verified
+
+
+def test_hash_tables_hold_window_hashes_and_a_detail_file(hashed, shards):
+    table = hashed.read_parquet(hashes_path("shard-a"))
+    meta = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
+    assert meta["fingerprint_version"] == FINGERPRINT_VERSION
+    decoded = table.filter(pc.equal(table["reason"], ""))
+    assert all(len(w) == N_WINDOWS for w in decoded["window_phash"].to_pylist())
+    details = hashed.read_parquet(details_path("shard-a"))
+    assert details["key"].to_pylist() == decoded["key"].to_pylist()
+    assert all(len(d) == 64 * 64 for d in details["detail"].to_pylist())
+
+
+def test_tables_hashed_before_crop_matching_are_refused_unless_it_is_off(tmp_path, shards):
+    """A hash table without the fingerprint version (written before window hashes existed) cannot be checked:
+    the index asks for a re-hash, or compares full-image pHashes only, unchecked, as it used to."""
+    lake = Lake(str(tmp_path / "lake"))
+    write_shard(lake, "old", shards["shard-b"])
+    hash_shard(lake, "old", DedupConfig())
+    table = lake.read_parquet(hashes_path("old"))
+    legacy = table.drop_columns(["window_phash"]).replace_schema_metadata({"embed_model": "", "embed_pretrained": ""})
+    lake.write_parquet(hashes_path("old"), legacy)
+    lake.delete(details_path("old"))
+    with pytest.raises(ValueError, match="re-run hash_shard"):
+        build_index(lake, ["old"], DedupConfig())
+    config = DedupConfig(crop_radius=None, min_similarity=None)
+    build_index(lake, ["old"], config).check()
+    assert dedup_shard(lake, "old", config).rows_dropped >= 2
 
 
 def test_empty_and_undecodable_only_shards(tmp_path):
@@ -294,3 +378,12 @@ def test_empty_and_undecodable_only_shards(tmp_path):
     rows = _decide(lake, DedupConfig(), shards=("empty", "broken"))
     assert [r["reason"] for r in rows.values()] == ["undecodable"]
     assert cluster_size_histogram(lake) == {}
+
+
+def test_an_eval_set_nothing_resembles_drops_nothing(tmp_path, photos):
+    lake = Lake(str(tmp_path / "lake"))
+    write_shard(lake, "s", [photos.original(n) for n in ("cat.jpg", "img8.jpg")])
+    hash_shard(lake, "s", DedupConfig())
+    lake.write_bytes("eval/other/c/x.png", _encode(photos.image("blip.jpg"), "PNG"))
+    report = build_index(lake, ["s"], DedupConfig(eval_sets=("eval/other",)))
+    assert report.rows_kept == 2 and not report.dropped

@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ops.dedup.fingerprint import UndecodableImage, decode, fingerprint, phash_many, pixel_sha256
+from ops.dedup.fingerprint import (
+    UndecodableImage,
+    decode,
+    fingerprint,
+    phash_from_pixels,
+    phash_many,
+    pixel_sha256,
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +27,15 @@ def _reference(image: Image.Image) -> int:
 def test_phash_equals_imagehash_on_the_fixture_photos(photos):
     images = [decode(p.read_bytes()) for p in photos]
     assert phash_many(images).tolist() == [_reference(im) for im in images]
+
+
+def test_the_fingerprint_full_image_hash_equals_imagehash_with_crop_data_computed_beside_it(photos):
+    """One decode gives the pixel digest, the pHash thumbnail and the detail thumbnail; the full-image pHash
+    stays imagehash's, bit for bit, whatever else is derived from the same greyscale conversion."""
+    found = [fingerprint(p.read_bytes()) for p in photos]
+    hashes = phash_from_pixels(np.stack([f.thumb for f in found])).tolist()
+    assert hashes == [_reference(decode(p.read_bytes())) for p in photos]
+    assert all(f.detail.shape == (64, 64) and f.detail.dtype == np.uint8 for f in found)
 
 
 def test_phash_equals_imagehash_on_degenerate_images_and_modes():
