@@ -5,6 +5,14 @@ writes are atomic everywhere: a reader never sees a half-written file. Locally a
 in the same folder and is renamed into place; on an object store the object is uploaded whole from a local temp
 file (an object PUT is atomic), never streamed into its final key.
 
+An object store that is down or frozen fails a step within a bounded time instead of hanging it: botocore gets
+connect/read timeouts and a retry budget (``S3_CLIENT_CONFIG``, unless ``storage_options`` set their own), and
+every upload has a deadline (``upload_timeout`` plus the object's size at ``MIN_UPLOAD_BYTES_PER_S``). The
+deadline is needed because the read timeout does not cover a request that is still being sent (aiohttp has no
+write timeout): an upload to a frozen server, of any size, was seen to wait for ever. A timed-out upload is
+cancelled and raises :class:`LakeTimeoutError`; the key then holds the old object or (should the store still
+complete a request it had received whole) the whole new one, never a part.
+
 It imports no Dagster, so ops, benchmarks and tests use it directly.
 """
 
@@ -21,16 +29,33 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.exceptions import FSTimeoutError
+
+# botocore settings for s3:// roots (keys of ``botocore.config.Config``), each used unless ``storage_options``
+# give ``config_kwargs`` with that key. Worst case for one request to a frozen endpoint: s3fs's own 5 tries x
+# 3 attempts x 30 s; a dead endpoint (connection refused) fails in seconds.
+S3_CLIENT_CONFIG: dict[str, Any] = {
+    "connect_timeout": 10,
+    "read_timeout": 30,
+    "retries": {"mode": "standard", "max_attempts": 3},
+}
+UPLOAD_TIMEOUT_S = 120.0  # per object upload, on top of its size at MIN_UPLOAD_BYTES_PER_S
+MIN_UPLOAD_BYTES_PER_S = 1 << 20
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_.=@+-][A-Za-z0-9_.=@+ -]*$")
 
 
 class UnsafePathError(ValueError):
     """A relative path that would escape the lake root or is not a plain name."""
+
+
+class LakeTimeoutError(TimeoutError):
+    """An upload to the object store missed its deadline (the endpoint is down, frozen or far too slow)."""
 
 
 def check_relative(rel: str) -> str:
@@ -53,9 +78,18 @@ def check_relative(rel: str) -> str:
 class Lake:
     """A data-lake root with atomic writes and parquet/json helpers."""
 
-    def __init__(self, root: str, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, root: str, storage_options: dict[str, Any] | None = None, upload_timeout: float = UPLOAD_TIMEOUT_S
+    ) -> None:
         self.root_uri = root.rstrip("/") if "://" in root else str(Path(root).resolve())
+        self.upload_timeout = upload_timeout
         self._storage_options = dict(storage_options or {})
+        if self.root_uri.startswith(("s3://", "s3a://")):
+            given = self._storage_options.get("config_kwargs") or {}
+            self._storage_options["config_kwargs"] = {**S3_CLIENT_CONFIG, **given}
+            # s3fs caches listings for ever by default, so a process that has listed a folder would not see what
+            # other processes write there later (``exists`` answers from the stale listing): always ask the store.
+            self._storage_options.setdefault("use_listings_cache", False)
         self.fs, self._root_path = fsspec.core.url_to_fs(self.root_uri, **self._storage_options)
         self.is_local = self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol
         if self.is_local:
@@ -114,12 +148,27 @@ class Lake:
             if self.is_local:
                 os.replace(tmp, dest)
             else:
-                self.fs.put_file(str(tmp), dest)
+                self._upload(tmp, dest, rel)
         finally:
             if self.is_local:
                 tmp.unlink(missing_ok=True)
             else:
                 shutil.rmtree(tmp.parent, ignore_errors=True)
+
+    def _upload(self, local: Path, dest: str, rel: str) -> None:
+        """One object PUT (or multipart upload) under a deadline; on expiry it is cancelled, not left running."""
+        deadline = self.upload_timeout + local.stat().st_size / MIN_UPLOAD_BYTES_PER_S
+        try:
+            self.fs.put_file(str(local), dest, timeout=deadline)
+        except FSTimeoutError as e:
+            endpoint = (self._storage_options.get("client_kwargs") or {}).get("endpoint_url") or "AWS S3"
+            parts = urlsplit(endpoint)
+            if parts.hostname:  # never repeat credentials someone put in the endpoint URL
+                endpoint = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+            raise LakeTimeoutError(
+                f"upload of {self.uri(rel)} to {endpoint} did not finish within {deadline:.0f}s "
+                "(is the object store up?); the upload was cancelled"
+            ) from e
 
     def put_file(self, local: str | Path, rel: str) -> None:
         """Publish a finished local file at ``rel`` atomically (moved when local, uploaded otherwise)."""

@@ -12,7 +12,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from infra.lake import Lake
+from infra.lake import UPLOAD_TIMEOUT_S, Lake
 from infra.tracking import Tracker, default_tracking_uri
 
 
@@ -24,6 +24,12 @@ class LakeResource(ConfigurableResource):
     aws_access_key_id: str | None = Field(default=None, description="Pass as EnvVar; unset uses the AWS chain.")
     aws_secret_access_key: str | None = Field(default=None, description="Pass as EnvVar; never logged.")
     aws_region: str | None = None
+    s3_connect_timeout: float | None = Field(default=None, description="Seconds; unset: infra.lake.S3_CLIENT_CONFIG.")
+    s3_read_timeout: float | None = Field(default=None, description="Seconds; unset: infra.lake.S3_CLIENT_CONFIG.")
+    s3_max_attempts: int | None = Field(default=None, description="botocore attempts per request (standard mode).")
+    upload_timeout: float = Field(
+        default=UPLOAD_TIMEOUT_S, description="Seconds per object upload, plus its size at 1 MiB/s; then it fails."
+    )
 
     def storage_options(self) -> dict[str, Any]:
         if not self.root.startswith("s3://"):
@@ -39,10 +45,19 @@ class LakeResource(ConfigurableResource):
             client_kwargs["region_name"] = self.aws_region
         if client_kwargs:
             opts["client_kwargs"] = client_kwargs
+        config: dict[str, Any] = {}  # what is unset here comes from infra.lake.S3_CLIENT_CONFIG
+        if self.s3_connect_timeout is not None:
+            config["connect_timeout"] = self.s3_connect_timeout
+        if self.s3_read_timeout is not None:
+            config["read_timeout"] = self.s3_read_timeout
+        if self.s3_max_attempts is not None:
+            config["retries"] = {"mode": "standard", "max_attempts": self.s3_max_attempts}
+        if config:
+            opts["config_kwargs"] = config
         return opts
 
     def lake(self) -> Lake:
-        return Lake(self.root, self.storage_options())
+        return Lake(self.root, self.storage_options(), upload_timeout=self.upload_timeout)
 
 
 class MlflowResource(ConfigurableResource):

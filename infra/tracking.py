@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -25,6 +26,22 @@ from mlflow.entities import Metric, Param, RunTag
 from ops.report import StageReport
 
 DAGSTER_RUN_TAG = "dagster.run_id"
+
+
+def check_tracking_uri(uri: str) -> str:
+    """``uri`` itself, unless it carries credentials (``http://user:password@host``): those are refused, because
+    MLflow repeats the tracking URI in its error messages, which end up in Dagster's event log. Credentials go in
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` or ``MLFLOW_TRACKING_TOKEN``, which it never prints.
+    """
+    parts = urlsplit(uri)
+    if "@" in parts.netloc:
+        host = parts.netloc.rsplit("@", 1)[1]
+        raise ValueError(
+            f"the MLflow tracking URI {parts.scheme}://{host} carries credentials; set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN; for a database URI, the driver's variables such as "
+            "PGPASSWORD) instead, as MLflow repeats the URI in its errors"
+        )
+    return uri
 
 
 def default_tracking_uri(local_root: Path) -> str:
@@ -39,7 +56,7 @@ class Tracker:
     def __init__(
         self, tracking_uri: str, experiment: str, artifact_location: str | None = None, settle_seconds: float = 0.5
     ) -> None:
-        self.tracking_uri = tracking_uri
+        self.tracking_uri = check_tracking_uri(tracking_uri)
         self.settle_seconds = settle_seconds
         self.client = MlflowClient(tracking_uri=tracking_uri)
         found = self.client.get_experiment_by_name(experiment)

@@ -26,6 +26,7 @@ from assets.settings import (
     RecaptionSettings,
 )
 from infra.resources import LakeResource, MlflowResource
+from infra.tracking import check_tracking_uri
 
 PROFILES = ("demo", "local", "production")
 # The sample web's MetaCLIP-format entry list (its colours, shapes and concepts), published by the demo.
@@ -81,7 +82,8 @@ def resources(profile: str | None = None) -> dict[str, Any]:
     """The resource set for a profile (``current_profile()`` when not given)."""
     profile = profile or current_profile()
     mlflow = MlflowResource(
-        tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None,
+        # refused here when it carries credentials, before Dagster stores the resource config in a job snapshot
+        tracking_uri=check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "")) or None,
         experiment=os.environ.get("CLIPFOUNDRY_EXPERIMENT", "clipfoundry"),
     )
     if profile == "demo":

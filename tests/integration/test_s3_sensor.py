@@ -41,4 +41,4 @@ def test_sensor_lists_an_s3_prefix(s3_server, tmp_path):
         store.write_bytes("sources/cc/CC-MAIN-2.warc.gz", b"x")
         third = tick()
         assert [r.partition_key for r in third.run_requests] == ["cc.CC-MAIN-2"]
-        assert [r.run_key for r in third.run_requests] == ["ingest:cc.CC-MAIN-2"]
+        assert [r.run_key for r in third.run_requests] == ["ingest:cc.CC-MAIN-2:1"]
