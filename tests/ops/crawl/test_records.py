@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
+import random
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -16,6 +16,11 @@ from ops.crawl.records import SourceRecord, dechunk, decompress, iter_warc
 from tests.ops.crawl.warcs import FIXTURES, Page, gzip_members, http_block, raw_record, write_warc
 
 PAGE_HTML = b'<html><body><img src="/a.png" alt="a picture"></body></html>'
+
+
+def _noise(n: int) -> bytes:
+    """Seeded random bytes that never start like markup (a leading ``<`` would make them pass as a page)."""
+    return b"\x00" + random.Random(n).randbytes(n - 1)
 
 
 def records_of(data: bytes) -> list[SourceRecord]:
@@ -51,11 +56,11 @@ def test_clipped_fixture_yields_the_partial_page_and_a_truncation() -> None:
     "data",
     [
         b"",
-        os.urandom(4096),
+        _noise(4096),
         b"hello, this is not a web archive\n" * 50,
         gzip.compress(b"hello, this is not a web archive\n" * 50),
         b"<html><body><img src=a.png alt=x></body></html>",
-        b"PK\x03\x04" + os.urandom(500),
+        b"PK\x03\x04" + _noise(500),
     ],
     ids=["empty", "random", "text", "gzipped-text", "html", "zip"],
 )
@@ -137,7 +142,7 @@ def test_uncompressed_record_cut_in_headers_or_body() -> None:
         (http_block(PAGE_HTML, headers="Content-Type: TEXT/HTML; charset=UTF-8"), "page:"),
         (http_block(PAGE_HTML, headers="Content-Type: text/html\r\nContent-Encoding: x-unknown"), "page:"),
         (
-            http_block(os.urandom(300), headers="Content-Type: text/html\r\nContent-Encoding: gzip"),
+            http_block(_noise(300), headers="Content-Type: text/html\r\nContent-Encoding: gzip"),
             "failed:decode_error",
         ),
     ],
