@@ -10,7 +10,7 @@ from PIL import Image
 
 from infra.lake import Lake
 from ops.dedup import DedupConfig, build_index, dedup_shard, hash_shard
-from ops.dedup.crops import N_WINDOWS, WINDOWS, resample_matrix, similarity, window_phashes
+from ops.dedup.crops import N_WINDOWS, WINDOWS, detail_level, resample_matrix, similarity, window_phashes
 from ops.dedup.fingerprint import DETAIL_SIDE, phash_from_pixels, thumbnails
 from tests.ops.dedup.lakes import sample, write_shard
 
@@ -116,6 +116,25 @@ def test_a_score_depends_on_its_pair_alone(photos):
     ]
     assert together[::97].tolist() == alone
     assert len(similarity(details[:0], details[:0], start[:0])) == 0
+
+
+def _reencoded(image: Image.Image, quality: int) -> Image.Image:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(out.getvalue())).convert("RGB")
+
+
+def test_detail_level_tells_blank_images_from_photos(photos):
+    """A near-white page background with a faint gradient, saved as JPEG, has only encoding grain as detail, far
+    below any photo's, and a re-encode leaves each level about where it was."""
+    y, x = np.mgrid[0:192, 0:192].astype(np.float32)
+    grey = np.round(250 + 3 * y / 191 + x / 191).astype(np.uint8)
+    blank = Image.fromarray(np.repeat(grey[..., None], 3, axis=2))
+    blank_levels = detail_level(np.stack([_detail(_reencoded(blank, q)) for q in (95, 75, 50)]))
+    photo_levels = detail_level(np.stack([_detail(_reencoded(p, 75)) for p in photos.values()]))
+    assert blank_levels.max() < 0.4 < photo_levels.min()
+    again = detail_level(np.stack([_detail(_reencoded(_reencoded(p, 75), 75)) for p in photos.values()]))
+    np.testing.assert_allclose(again, photo_levels, rtol=0.15)
 
 
 def _tiles(photos: dict[str, Image.Image], side: int = 224) -> list[Image.Image]:
