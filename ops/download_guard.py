@@ -9,8 +9,10 @@ through the same opener, so a redirect to a private address is refused too; the 
 data handler and ignores proxy variables.
 
 img2dataset decodes with OpenCV, which allocates the full pixel array of whatever size a header claims; a
-tiny PNG can claim 40,000 × 40,000 pixels. :class:`PixelLimit` reads only the header (Pillow's lazy open) and
-refuses images above the configured pixel count before OpenCV sees them.
+tiny PNG can claim 40,000 × 40,000 pixels. :class:`PixelLimit` reads only the header and refuses images above the
+configured pixel count before OpenCV sees them. It parses JPEG, PNG, GIF, WebP and BMP headers itself
+(:func:`ops.image_size.header_size`, a few times cheaper than Pillow in the GIL-bound downloader process) and asks
+Pillow's lazy open about anything else.
 
 To reach img2dataset's spawned workers, :func:`guarded_img2dataset` makes ``img2dataset.download`` build a
 :class:`GuardedDownloader`, whose instances carry the allowed networks across the pickle boundary and install
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import http.client
 import importlib
+import io
 import ipaddress
 import socket
 import threading
@@ -32,6 +35,7 @@ from typing import Any
 from img2dataset.downloader import Downloader
 from PIL import Image
 
+from ops.image_size import header_size
 from ops.netpolicy import AddressPolicy
 
 BLOCKED = "blocked non-public address"
@@ -107,11 +111,24 @@ class PixelLimit:
         self.max_pixels = max_pixels
 
     def __call__(self, img_stream: Any, blurring_bbox_list: Any = None) -> Any:
-        try:
-            with Image.open(img_stream) as img:
-                width, height = img.size
-        except Exception:  # not something Pillow knows: let img2dataset's own decoder judge it
-            width = height = 0
+        # img2dataset hands over a BytesIO made from the response's bytes: getvalue() returns them without a copy.
+        if isinstance(img_stream, io.BytesIO):
+            data = img_stream.getvalue()
+        else:
+            data = img_stream.read()
+            img_stream.seek(0)
+        size = header_size(data)
+        if size is not None:
+            width, height = size
+        else:
+            try:
+                with Image.open(img_stream) as img:
+                    width, height = img.size
+            except Image.DecompressionBombError as exc:  # Pillow refuses the claimed size itself (TIFF, ICO, ...)
+                img_stream.seek(0)
+                return None, None, None, None, None, f"{TOO_MANY_PIXELS}: {exc}"
+            except Exception:  # not something Pillow knows: let img2dataset's own decoder judge it
+                width = height = 0
         img_stream.seek(0)
         if width * height > self.max_pixels:
             return None, None, None, width, height, f"{TOO_MANY_PIXELS}: {width}x{height} > {self.max_pixels} pixels"

@@ -68,3 +68,81 @@ def test_a_corrupt_header_is_refused(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(tarfile.ReadError, match="checksum"):
         sample_keys(path)
+
+
+def _long_pax_tar(path, samples):
+    """A tar as webdataset writes it: a float mtime puts a pax header before every member."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        for i in range(samples):
+            for ext, data in (("jpg", bytes([i % 256]) * (700 + i % 900)), ("txt", b"a caption"), ("json", b"{}")):
+                info = tarfile.TarInfo(f"{i:09d}.{ext}")
+                info.size, info.mtime = len(data), 1_700_000_000.5 + i
+                tf.addfile(info, io.BytesIO(data))
+    with tarfile.open(path) as tf:
+        return tf.getmembers()
+
+
+def _corrupt(path, offset, field_start, value):
+    data = bytearray(path.read_bytes())
+    data[offset + field_start : offset + field_start + len(value)] = value
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("which", "field_start", "value"),
+    [
+        ("member", 3, b"\xff"),  # the name
+        ("member", 124, b"00000000777"),  # a wrong but well-formed size: the walk goes astray after it
+        ("member", 124, b"\xff" * 12),  # a base-256 size far past the end of the file
+        ("member", 124, b"-0000001000"),  # a negative size
+        ("member", 124, b"zz"),  # a size that does not parse
+        ("pax", 124, b"00000077777"),  # a pax header whose data runs into the member after it
+        ("pax", 156, b"L"),  # the pax header read as a GNU long name
+    ],
+)
+def test_a_corrupt_header_late_in_a_long_tar_is_refused_at_its_offset(tmp_path, monkeypatch, which, field_start, value):
+    monkeypatch.setattr("ops.tarscan._CHECK_CHUNK", 100)  # several numpy batches, the bad header in a late one
+    path = tmp_path / "t.tar"
+    members = _long_pax_tar(path, 400)
+    assert len(sample_keys(path)) == 400
+    member = members[-40]
+    offset = member.offset_data - 512 if which == "member" else member.offset
+    _corrupt(path, offset, field_start, value)
+    with pytest.raises(tarfile.ReadError, match=f"bad header checksum at byte {offset}$"):
+        sample_keys(path)
+
+
+def test_the_first_of_several_corrupt_headers_is_reported(tmp_path):
+    path = tmp_path / "t.tar"
+    members = _long_pax_tar(path, 50)
+    first, second = members[30].offset_data - 512, members[20].offset
+    _corrupt(path, first, 124, b"00000000777")
+    _corrupt(path, second, 0, b"\x01")
+    with pytest.raises(tarfile.ReadError, match=f"at byte {second}$"):
+        sample_keys(path)
+
+
+@pytest.mark.parametrize("layout", ["signed", "seven digits", "spaces"])
+def test_checksums_in_other_writers_layouts_are_accepted(tmp_path, layout):
+    """Old writers summed bytes as signed chars, and checksum fields come in several spellings."""
+    path = tmp_path / "t.tar"
+    _write(path, tarfile.USTAR_FORMAT, ["çà-ü.jpg", "plain.txt"])  # a name with bytes above 127
+    data = bytearray(path.read_bytes())
+    header = data[:512]
+    header[148:156] = b" " * 8
+    unsigned = sum(header)
+    if layout == "signed":
+        data[148:156] = b"%06o\0 " % (unsigned - 256 * sum(b >= 128 for b in header))
+    elif layout == "seven digits":
+        data[148:156] = b"%07o\0" % unsigned
+    else:
+        data[148:156] = b" %06o\0" % unsigned
+    path.write_bytes(bytes(data))
+    assert sample_keys(path) == {"çà-ü", "plain"} == _keys_by_tarfile(path)
+
+
+def test_files_too_short_for_a_header(tmp_path):
+    for size in (0, 1, 511):
+        path = tmp_path / f"{size}.tar"
+        path.write_bytes(b"\0" * size)
+        assert sample_keys(path) == set()
