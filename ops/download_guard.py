@@ -1,8 +1,8 @@
 """The downloader's guards: img2dataset may only connect to addresses the policy allows, and never decodes a
 decompression bomb.
 
-img2dataset fetches with ``urllib.request.urlopen`` inside worker processes it spawns, and it follows redirects
-and resolves host names without any address check. The guard closes that gap where the connection is made: a
+img2dataset fetches with ``urllib.request.urlopen``, and it follows redirects and resolves host names without
+any address check. The guard closes that gap where the connection is made: a
 urllib opener whose HTTP(S) connections resolve the host, refuse it when no resolved address is allowed, and
 connect to the address that was checked (so a second DNS answer cannot swap in a private one). Redirects go
 through the same opener, so a redirect to a private address is refused too; the opener has no FTP, file or
@@ -14,9 +14,10 @@ configured pixel count before OpenCV sees them. It parses JPEG, PNG, GIF, WebP a
 (:func:`ops.image_size.header_size`, a few times cheaper than Pillow in the GIL-bound downloader process) and asks
 Pillow's lazy open about anything else.
 
-To reach img2dataset's spawned workers, :func:`guarded_img2dataset` makes ``img2dataset.download`` build a
-:class:`GuardedDownloader`, whose instances carry the allowed networks across the pickle boundary and install
-the opener in the worker before it downloads.
+:func:`guarded_img2dataset` makes ``img2dataset.download`` build a :class:`GuardedDownloader`, which installs
+the opener in the process that runs it before it downloads, and run its shards in this process rather than in a
+spawned worker (:func:`in_process_distributor`); the instances carry the allowed networks, so they would still
+guard a worker if a distributor pickled them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from img2dataset.distributor import retrier
 from img2dataset.downloader import Downloader
 from PIL import Image
 
@@ -136,7 +138,7 @@ class PixelLimit:
 
 
 class GuardedDownloader(Downloader):
-    """img2dataset's downloader with both guards installed in the worker process before it fetches anything."""
+    """img2dataset's downloader with both guards installed in the process that runs it before it fetches anything."""
 
     allow_networks: tuple[str, ...] = ()
     max_pixels: int = 89_478_485
@@ -148,12 +150,31 @@ class GuardedDownloader(Downloader):
         return super().__call__(row)
 
 
+def in_process_distributor(
+    _processes_count: int, downloader: Any, reader: Any, _subjob_size: int, max_shard_retry: int
+) -> None:
+    """img2dataset's distributor contract, run in this process: every shard of ``reader`` through ``downloader``,
+    whose own thread pool does the fetching, and failed shards retried as its multiprocessing distributor does.
+
+    That distributor spawns a fresh interpreter even for one process, which imports img2dataset again (torch,
+    webdataset, albumentations: about 3 s of CPU) beside a download of a few tens of seconds. A download step is
+    already a process of its own (Dagster's multiprocess executor, or a pod), so the shard runs here instead.
+    """
+
+    def run(rows: Any) -> list[Any]:
+        return [row for ok, row in map(downloader, rows) if ok is False]
+
+    retrier(run, run(reader), max_shard_retry)
+
+
 _PATCH_LOCK = threading.Lock()
 
 
 @contextmanager
 def guarded_img2dataset(allow_networks: tuple[str, ...], max_pixels: int) -> Iterator[None]:
-    """While active, ``img2dataset.download`` runs its shards through :class:`GuardedDownloader`."""
+    """While active, ``img2dataset.download`` runs its shards in this process (:func:`in_process_distributor`)
+    through :class:`GuardedDownloader`. The guarded opener it installs for ``urllib.request.urlopen``, which is
+    process-wide, is taken out again afterwards; downloads in one process take turns."""
 
     def make(*args: Any, **kwargs: Any) -> GuardedDownloader:
         downloader = GuardedDownloader(*args, **kwargs)
@@ -162,9 +183,11 @@ def guarded_img2dataset(allow_networks: tuple[str, ...], max_pixels: int) -> Ite
         return downloader
 
     with _PATCH_LOCK:
-        original = _IMG2DATASET_MAIN.Downloader
-        _IMG2DATASET_MAIN.Downloader = make
+        original = _IMG2DATASET_MAIN.Downloader, _IMG2DATASET_MAIN.multiprocessing_distributor
+        opener = urllib.request._opener  # urlopen's process-wide opener (None until one is installed or used)
+        _IMG2DATASET_MAIN.Downloader, _IMG2DATASET_MAIN.multiprocessing_distributor = make, in_process_distributor
         try:
             yield
         finally:
-            _IMG2DATASET_MAIN.Downloader = original
+            _IMG2DATASET_MAIN.Downloader, _IMG2DATASET_MAIN.multiprocessing_distributor = original
+            urllib.request._opener = opener

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import tarfile
+import urllib.request
 
+import img2dataset.distributor
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -174,3 +177,21 @@ def test_guard_refuses_non_public_addresses_directly_by_name_and_after_redirects
     _crawl_table(none_allowed, "g", {"ip": urls["allowed"], "by_name": by_name})
     report = download_shard(none_allowed, "g", DownloadConfig(image_size=64, timeout=2, retries=0, thread_count=2))
     assert dict(report.dropped) == {"private_address": 2}
+
+
+def test_shard_downloads_in_this_process_and_leaves_urlopen_as_it_was(site, tmp_path, monkeypatch):
+    """img2dataset's process pool is not used (it would import img2dataset again in a fresh interpreter), and the
+    guarded opener, which urlopen shares process-wide, is gone once the shard is done, failed shard or not."""
+
+    def no_pool(*_args, **_kwargs):
+        raise AssertionError("img2dataset's multiprocessing distributor was used")
+
+    monkeypatch.setattr(img2dataset.distributor, "get_context", no_pool)
+    before = urllib.request._opener
+    lake = Lake(str(tmp_path))
+    uids = _crawl_table(lake, "p", {"ok": f"http://127.0.0.1:{site.port}/img/ok0.jpg"})
+    report = download_shard(lake, "p", DownloadConfig(image_size=64, timeout=2, retries=0, allow_networks=LOOPBACK))
+    assert report.rows_kept == 1 and kept_uids(lake.read_parquet(paths("p")["ledger"])) == list(uids.values())
+    assert urllib.request._opener is before
+    main = importlib.import_module("img2dataset.main")  # the package's attribute `main` is the CLI function
+    assert main.multiprocessing_distributor is img2dataset.distributor.multiprocessing_distributor
