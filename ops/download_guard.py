@@ -2,11 +2,10 @@
 decompression bomb.
 
 img2dataset fetches with ``urllib.request.urlopen``, and it follows redirects and resolves host names without
-any address check. The guard closes that gap where the connection is made: a
-urllib opener whose HTTP(S) connections resolve the host, refuse it when no resolved address is allowed, and
-connect to the address that was checked (so a second DNS answer cannot swap in a private one). Redirects go
-through the same opener, so a redirect to a private address is refused too; the opener has no FTP, file or
-data handler and ignores proxy variables.
+any address check. The guard closes that gap where the connection is made: a urllib opener whose HTTP(S)
+connections resolve the host, refuse it when no resolved address is allowed, and connect to the address that was
+checked (so a second DNS answer cannot swap in a private one). Redirects go through the same opener, so a redirect
+to a private address is refused too; the opener has no FTP, file or data handler and ignores proxy variables.
 
 img2dataset decodes with OpenCV, which allocates the full pixel array of whatever size a header claims; a
 tiny PNG can claim 40,000 × 40,000 pixels. :class:`PixelLimit` reads only the header and refuses images above the
