@@ -1,33 +1,38 @@
-"""dataset: the final webdataset shards from every sample all upstream stages kept, over ALL shards, with a
-content-derived version and a manifest whose counts equal the upstream ledgers."""
+"""dataset: MetaCLIP balancing over the global entry counts, then the versioned webdataset shards of every sample
+all stages kept, over ALL shards that are through the chain; a manifest whose counts equal the stages' ledgers."""
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue
 
-from assets.quality import recaption
 from assets.reporting import track
-from assets.settings import DatasetSettings
+from assets.settings import CurationSettings, DatasetSettings
+from assets.stage_asset import stage_asset
 from infra.resources import LakeResource, MlflowResource
-from ops.dataset import DatasetConfig, present_stages, write_dataset
-from ops.layout import table_path
+from ops import graph
+from ops.dataset import publish_dataset
+from ops.stage import done_shards
 from pipelines.partitions import shards
 
 
-@asset(deps=[recaption], group_name="training", kinds={"webdataset", "json"})
+@stage_asset("dataset", kinds={"webdataset", "json"})
 def dataset(
-    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, dataset_settings: DatasetSettings
+    context: AssetExecutionContext,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    dataset_settings: DatasetSettings,
+    curation_settings: CurationSettings,
 ) -> MaterializeResult:
-    """Image, raw caption, synthetic caption and lineage per sample; the same inputs give the same version."""
     store = lake.lake()
+    config = dataset_settings.config()
+    through = graph.stage(config.through) if config.through else graph.last_flowing()
     known = context.instance.get_dynamic_partitions(shards.name)
-    ready = sorted(s for s in known if store.exists(table_path("download", s)))
-    stages = present_stages(store, ready)
-    config = DatasetConfig(
-        stages=stages,
-        samples_per_shard=dataset_settings.samples_per_shard,
-        online_curation=dataset_settings.online_curation,
+    ready = done_shards(store, through, known)
+    waiting = sorted(set(known) - set(ready))
+    if waiting:
+        context.log.warning(f"{len(waiting)} shard(s) are not through {through.name} and are left out: {waiting[:10]}")
+    result = publish_dataset(store, ready, config, curation_settings.config().balance)
+    context.log.info(
+        f"dataset {result.version}: {'written' if result.written else 'unchanged'} from {len(ready)} shards"
     )
-    result = write_dataset(store, ready, config)
-    context.log.info(f"dataset {result.version}: {'written' if result.written else 'unchanged'} from {stages}")
     run_id = track(context, mlflow, store, [result.report])
     tracker = mlflow.tracker(store)
     tracker.set_tags(run_id, {"dataset.version": result.version, "dataset.manifest": store.uri(result.manifest_path)})
@@ -39,9 +44,12 @@ def dataset(
             "manifest": MetadataValue.path(store.uri(result.manifest_path)),
             "samples": MetadataValue.int(int(manifest["samples"])),
             "tar_shards": MetadataValue.int(len(manifest["shards"])),
-            "stages": MetadataValue.json(list(stages)),
+            "stages": MetadataValue.json(list(manifest["stages"])),
+            "dropped": MetadataValue.json(manifest["dataset"]["dropped"]),
             "source_shards": MetadataValue.int(len(ready)),
+            "shards_left_out": MetadataValue.json(waiting),
             "written": MetadataValue.bool(result.written),
             "mlflow_run_id": MetadataValue.text(run_id),
-        }
+        },
+        data_version=DataVersion(result.version),
     )

@@ -1,140 +1,80 @@
-"""quality and recaption: heuristics, a CLIP-score filter (absolute, or a top fraction over ALL shards), a VLM
-judge, then a synthetic caption for every kept sample. Model steps share the ``gpu`` concurrency pool."""
+"""quality: raw CLIP scores per shard, DataComp's top-fraction threshold over all shards, then the filters
+(heuristics, CLIP score, VLM judge). Model steps share the ``gpu`` concurrency pool."""
 
-import pyarrow.compute as pc
-from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
-from assets.checks import ROWS_CONSERVED, conservation_spec, quality_problems, recaption_problems
-from assets.curation import curation
-from assets.reporting import per_shard, track
-from assets.settings import QualitySettings, RecaptionSettings
+from assets.reporting import affected_metadata, per_shard
+from assets.settings import QualitySettings
+from assets.stage_asset import stage_asset
 from infra.resources import LakeResource, MlflowResource
-from ops.layout import table_path
-from ops.quality import clip_score_shard, clip_threshold, quality_shard
-from ops.quality.samples import default_upstream
-from ops.recaption import recaption_shard
+from infra.tracking import resolve_clip_model
+from ops import graph
+from ops.quality import ClipScorer, clip_score_shard, clip_threshold, quality_shard
+from ops.stage import done_shards
+from ops.vlm import VlmConfig, load_backend
 from pipelines.partitions import shards
 
-GPU_POOL = "gpu"
 
-
-@asset(
-    partitions_def=shards,
-    deps=[curation],
-    group_name="quality",
-    kinds={"pytorch", "parquet"},
-    backfill_policy=BackfillPolicy.single_run(),
-    pool=GPU_POOL,
-)
+@stage_asset("clip_scores", kinds={"pytorch", "parquet"})
 def clip_scores(
     context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, quality_settings: QualitySettings
 ) -> MaterializeResult:
-    """Raw CLIP scores of every sample entering quality; kept apart so a global threshold can see all shards."""
     store = lake.lake()
-    scorer, description = quality_settings.clip_scorer(mlflow.tracker(store))
-    if scorer is None:
-        return MaterializeResult(metadata={"clip_score": MetadataValue.text(description)})
-    reports = [
-        clip_score_shard(store, shard, scorer, default_upstream(store, shard)) for shard in context.partition_keys
-    ]
-    track(context, mlflow, store, reports)
-    return MaterializeResult(
-        metadata={
-            "model": MetadataValue.text(scorer.name),
-            "rows_scored": MetadataValue.int(sum(r.rows_kept for r in reports)),
-            "rows_unscorable": MetadataValue.int(sum(r.rows_dropped for r in reports)),
-        }
+    clip = quality_settings.config().clip
+    spec, description = resolve_clip_model(clip, mlflow.tracker(store))
+    scorer = ClipScorer(spec) if spec is not None else None
+    return per_shard(
+        context,
+        store,
+        mlflow,
+        "clip_scores",
+        op=lambda shard: clip_score_shard(store, shard, scorer, clip.batch_size),
+        extra_metadata={"model": MetadataValue.text(description)},
     )
 
 
-@asset(deps=[clip_scores], group_name="quality", kinds={"python"})
+@stage_asset("clip_score_threshold", kinds={"python", "json"})
 def clip_score_threshold(
-    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, quality_settings: QualitySettings
+    context: AssetExecutionContext, lake: LakeResource, quality_settings: QualitySettings
 ) -> MaterializeResult:
-    """DataComp's top-fraction rule over every shard's scores; independent of shard order."""
     store = lake.lake()
-    scorer, description = quality_settings.clip_scorer(mlflow.tracker(store))
-    if scorer is None or quality_settings.clip_top_fraction is None:
-        reason = description if scorer is None else "no top-fraction CLIP filter configured"
-        return MaterializeResult(metadata={"threshold": MetadataValue.text(reason)})
-    scored = [
-        s for s in context.instance.get_dynamic_partitions(shards.name) if store.exists(table_path("quality/clip", s))
-    ]
-    result = clip_threshold(store, scored, quality_settings.clip_top_fraction)
+    clip = quality_settings.config().clip
+    scored = done_shards(store, graph.stage("clip_scores"), context.instance.get_dynamic_partitions(shards.name))
+    result = clip_threshold(store, scored, clip.top_fraction, clip.tolerance)
+    values = {
+        "threshold": MetadataValue.float(result.threshold) if result.threshold is not None else result.note,
+        "exact_threshold": MetadataValue.float(result.exact) if result.exact is not None else result.note,
+        "kept_share": MetadataValue.float(result.kept_share) if result.kept_share is not None else result.note,
+    }
     return MaterializeResult(
         metadata={
-            "threshold": MetadataValue.float(result.threshold),
-            "top_fraction": MetadataValue.float(result.top_fraction),
+            **{k: v if isinstance(v, MetadataValue) else MetadataValue.text(v) for k, v in values.items()},
+            "top_fraction": MetadataValue.text(str(result.top_fraction)),
             "scores": MetadataValue.int(result.scores),
-            "shards": MetadataValue.int(result.shards),
-            "model": MetadataValue.text(result.model),
+            "shards": MetadataValue.int(len(result.shards)),
+            "model": MetadataValue.text(str(result.model)),
+            **affected_metadata(result.affected_shards, "their scores changed or the threshold moved across them"),
         }
     )
 
 
-@asset(
-    partitions_def=shards,
-    deps=[clip_score_threshold],
-    group_name="quality",
-    kinds={"pytorch", "parquet"},
-    backfill_policy=BackfillPolicy.single_run(),
-    check_specs=[conservation_spec("quality")],
-    pool=GPU_POOL,
-)
+@stage_asset("quality", kinds={"pytorch", "parquet"})
 def quality(
     context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, quality_settings: QualitySettings
 ) -> MaterializeResult:
-    """Every sample entering quality, kept or dropped by the first filter that refused it, with its scores."""
     store = lake.lake()
-    config = quality_settings.quality_config()
-    scorer, description = quality_settings.clip_scorer(mlflow.tracker(store))
-    judge = quality_settings.judge()
-    return per_shard(
-        context,
-        store,
-        mlflow,
-        op=lambda shard: quality_shard(store, shard, config, clip=scorer, judge=judge),
-        check=lambda shard, report: quality_problems(store, shard, report),
-        check_name=ROWS_CONSERVED,
-        preview=lambda shard: store.read_parquet(
-            table_path("quality", shard), columns=["uid", "clip_score", "judge_score", "kept", "reason"]
-        ).slice(0, 10),
-        extra_metadata={
-            "clip_score": MetadataValue.text(description),
-            "judge": MetadataValue.text(judge.name if judge else "no judge configured"),
-        },
+    config = quality_settings.config()
+    judge = (
+        load_backend(VlmConfig(model=config.judge.model, backend=config.judge.backend)) if config.judge.model else None
     )
-
-
-@asset(
-    partitions_def=shards,
-    deps=[quality],
-    group_name="quality",
-    kinds={"pytorch", "parquet"},
-    backfill_policy=BackfillPolicy.single_run(),
-    check_specs=[conservation_spec("recaption")],
-    pool=GPU_POOL,
-)
-def recaption(
-    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, recaption_settings: RecaptionSettings
-) -> MaterializeResult:
-    """A synthetic caption beside the raw one for every quality-kept sample (none when no captioner is set)."""
-    store = lake.lake()
-    config = recaption_settings.config()
-    captioner = recaption_settings.captioner()
     return per_shard(
         context,
         store,
         mlflow,
-        op=lambda shard: recaption_shard(store, shard, config, captioner),
-        check=lambda shard, report: recaption_problems(store, shard, report),
-        check_name=ROWS_CONSERVED,
-        preview=lambda shard: (
-            store.read_parquet(table_path("recaption", shard), columns=["uid", "synthetic_text"])
-            .filter(pc.is_valid(pc.field("synthetic_text")))
-            .slice(0, 10)
-        ),
-        extra_metadata={
-            "captioner": MetadataValue.text(captioner.name if captioner else "no captioner configured"),
-        },
+        "quality",
+        op=lambda shard: quality_shard(store, shard, config, judge=judge),
+        preview=lambda shard: store.read_parquet(
+            graph.stage("quality").table(shard), columns=["uid", "clip_score", "judge_score", "kept", "reason"]
+        ).slice(0, 10),
+        extra_metadata={"judge": MetadataValue.text(judge.name if judge else "no judge configured")},
     )

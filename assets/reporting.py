@@ -13,10 +13,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pyarrow as pa
 from dagster import AssetCheckResult, AssetExecutionContext, MaterializeResult, MetadataValue
 
+from assets.checks import ROWS_CONSERVED
 from infra.lake import Lake
 from infra.resources import MlflowResource
 from infra.tracking import Tracker
+from ops import graph
 from ops.report import StageReport
+from ops.stage import conservation_problems
 
 
 def run_tags(context: AssetExecutionContext) -> dict[str, str]:
@@ -112,14 +115,14 @@ def per_shard(
     context: AssetExecutionContext,
     lake: Lake,
     mlflow: MlflowResource,
+    stage: str,
     op: Callable[[str], StageReport],
-    check: Callable[[str, StageReport], list[str]],
-    check_name: str,
     preview: Callable[[str], pa.Table] | None = None,
     extra_metadata: dict[str, MetadataValue] | None = None,
 ) -> MaterializeResult:
     """Run ``op`` for each partition of this run, verify its books, log to MLflow, and build the result."""
     opened = open_tracking(context, mlflow, lake)
+    declared = graph.stage(stage)
     reports: list[StageReport] = []
     problems: dict[str, list[str]] = {}
     for shard in context.partition_keys:
@@ -129,7 +132,7 @@ def per_shard(
             f"{report.rows_dropped} dropped {dict(report.dropped)} in {report.seconds:.2f}s"
         )
         reports.append(report)
-        found = check(shard, report)
+        found = conservation_problems(lake, declared, shard)
         if found:
             problems[shard] = found
     mlflow_run = track(context, mlflow, lake, reports, opened)
@@ -139,7 +142,7 @@ def per_shard(
     if preview is not None:
         metadata["preview"] = MetadataValue.md(markdown_table(preview(reports[-1].shard)))
     check_result = AssetCheckResult(
-        check_name=check_name,
+        check_name=ROWS_CONSERVED,
         passed=not problems,
         metadata={
             "shards_checked": MetadataValue.int(len(reports)),
@@ -147,3 +150,11 @@ def per_shard(
         },
     )
     return MaterializeResult(metadata=metadata, check_results=[check_result])
+
+
+def affected_metadata(affected: Sequence[str], why: str) -> dict[str, MetadataValue]:
+    """The global step's list of shards whose per-shard inputs changed (read by the automation), and why."""
+    return {
+        "affected_shards": MetadataValue.json(sorted(affected)),
+        "affected": MetadataValue.text(f"{len(affected)} shard(s): {why}" if affected else f"none: {why}"),
+    }

@@ -4,26 +4,23 @@ retrieval evaluation with the curation entry counts beside each class ("Neglecte
 import hashlib
 import json
 import sys
+from dataclasses import asdict
 
-import torch
 from dagster import (
     AssetExecutionContext,
     AssetKey,
     MaterializeResult,
     MetadataValue,
     PipesSubprocessClient,
-    asset,
 )
 
-from assets.dataset import dataset
 from assets.reporting import markdown_table
 from assets.settings import EvaluationSettings, ModelSettings
+from assets.stage_asset import stage_asset
 from infra.resources import LakeResource, MlflowResource
 from infra.tracking import log_clip_model
-from ops.evaluation import entry_counts_from_table, load_classification_set, neglected_tails, retrieval, zero_shot
+from ops.curation.stage import ENTRY_COUNTS
 from ops.training import dataset_shards, load_trained
-
-GPU_POOL = "gpu"
 
 
 def _latest_metadata(context: AssetExecutionContext, asset_key: str) -> dict:
@@ -33,7 +30,7 @@ def _latest_metadata(context: AssetExecutionContext, asset_key: str) -> dict:
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
-@asset(deps=[dataset], group_name="training", kinds={"pytorch", "mlflow"}, pool=GPU_POOL)
+@stage_asset("model", kinds={"pytorch", "mlflow"})
 def model(
     context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, model_settings: ModelSettings
 ) -> MaterializeResult:
@@ -48,12 +45,11 @@ def model(
     ds = _latest_metadata(context, "dataset")
     version = ds["version"]
     pattern, manifest = dataset_shards(store, version)
-    settings = model_settings.model_dump()
+    model_config = model_settings.config()
+    settings = asdict(model_config)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
     samples = int(manifest.get("expected_samples_per_epoch") or manifest["samples"])
-    config = model_settings.train_config(
-        pattern, max(1, samples), store.path("models/runs"), f"{version[:16]}-{digest}"
-    )
+    config = model_config.train_config(pattern, max(1, samples), store.path("models/runs"), f"{version[:16]}-{digest}")
 
     tracker = mlflow.tracker(store)
     run_id = tracker.run_for(context.run.run_id, {"dagster.job": context.run.job_name})
@@ -77,7 +73,7 @@ def model(
         tracker,
         run_id,
         clip,
-        model_settings.registered_model,
+        model_config.registered_model,
         {"dataset.version": version, "dataset.manifest": ds["manifest"], "dagster.run_id": context.run.run_id},
     )
     return MaterializeResult(
@@ -86,13 +82,13 @@ def model(
             "dataset_version": MetadataValue.text(version),
             "model": MetadataValue.text(config.model),
             "model_config": MetadataValue.json(config.model_config or {}),
-            "registered_model": MetadataValue.text(f"{model_settings.registered_model}/{registered}"),
+            "registered_model": MetadataValue.text(f"{model_config.registered_model}/{registered}"),
             "mlflow_run_id": MetadataValue.text(run_id),
         }
     )
 
 
-@asset(deps=[model], group_name="training", kinds={"pytorch", "mlflow"}, pool=GPU_POOL)
+@stage_asset("evaluation", kinds={"pytorch", "mlflow"})
 def evaluation(
     context: AssetExecutionContext,
     lake: LakeResource,
@@ -102,20 +98,26 @@ def evaluation(
 ) -> MaterializeResult:
     """Zero-shot top-1/top-5/mean per-class recall and retrieval R@1/5/10, per set, compared with the last model."""
     store = lake.lake()
+    import torch
+
+    from ops.evaluation import entry_counts_from_table, load_classification_set, neglected_tails, retrieval, zero_shot
+
     trained = _latest_metadata(context, "model")
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    architecture = model_settings.config()
     clip, preprocess, tokenizer = load_trained(
-        trained["checkpoint"], model_settings.architecture, model_settings.architecture_config, device=device
+        trained["checkpoint"], architecture.architecture, architecture.architecture_config, device=device
     )
     tracker = mlflow.tracker(store)
     run_id = tracker.run_for(context.run.run_id, {"dagster.job": context.run.job_name})
     tracker.set_tags(run_id, {"evaluated.model": trained["registered_model"]})
     counts = {}
-    if store.exists("curation/entry_counts.parquet"):
-        counts = entry_counts_from_table(store.read_parquet("curation/entry_counts.parquet"))
+    if store.exists(ENTRY_COUNTS):
+        counts = entry_counts_from_table(store.read_parquet(ENTRY_COUNTS))
     metrics: dict[str, float] = {}
     tails_md = []
-    for prefix in evaluation_settings.classification_sets:
+    sets = evaluation_settings.config()
+    for prefix in sets.classification_sets:
         name = prefix.rstrip("/").rsplit("/", 1)[-1]
         result = zero_shot(clip, tokenizer, preprocess, store, load_classification_set(store, prefix), device=device)
         for key, value in result["metrics"].items():
@@ -127,7 +129,7 @@ def evaluation(
         store.write_parquet(f"evaluation/{trained['mlflow_run_id']}/{name}.parquet", tails)
         tracker.log_json(run_id, tails.to_pylist(), f"evaluation/{name}/neglected_tails.json")
         tails_md.append(f"**{name}** (rarest classes first)\n\n{markdown_table(tails, limit=12)}")
-    for prefix in evaluation_settings.retrieval_sets:
+    for prefix in sets.retrieval_sets:
         name = prefix.rstrip("/").rsplit("/", 1)[-1]
         for key, value in retrieval(clip, tokenizer, preprocess, store, prefix, device=device).items():
             metrics[f"eval/{name}/{key}"] = float(value)

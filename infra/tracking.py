@@ -12,10 +12,11 @@ used throughout, never the global ``mlflow.start_run`` state, so concurrent step
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +24,10 @@ from urllib.parse import urlsplit
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from ops.quality.clip_score import ClipModelSpec
+from ops.quality.config import ClipScoreConfig
 from ops.report import StageReport
+from ops.training.checkpoint import register_model_config
 
 DAGSTER_RUN_TAG = "dagster.run_id"
 
@@ -50,6 +54,22 @@ def default_tracking_uri(local_root: Path) -> str:
     return f"sqlite:///{local_root / 'mlflow.db'}"
 
 
+@contextlib.contextmanager
+def _first_use(tracking_uri: str) -> Iterator[None]:
+    """Serialise the first query of a SQLite store across processes: it creates and migrates the schema, and two
+    runs starting together on a fresh store would otherwise race through the migration and fail."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(tracking_uri.removeprefix("sqlite:///")).with_suffix(".lock")
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Tracker:
     """Thin wrapper over ``MlflowClient`` with the conventions every stage shares."""
 
@@ -59,7 +79,8 @@ class Tracker:
         self.tracking_uri = check_tracking_uri(tracking_uri)
         self.settle_seconds = settle_seconds
         self.client = MlflowClient(tracking_uri=tracking_uri)
-        found = self.client.get_experiment_by_name(experiment)
+        with _first_use(tracking_uri):
+            found = self.client.get_experiment_by_name(experiment)
         if found is None:
             try:
                 self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifact_location)
@@ -164,3 +185,20 @@ def log_clip_model(tracker: Tracker, run_id: str, model: Any, registered_name: s
         tracker.client.create_registered_model(registered_name)
     version = tracker.client.create_model_version(registered_name, source, run_id=run_id, tags=tags)
     return str(version.version)
+
+
+def resolve_clip_model(clip: ClipScoreConfig, tracker: Tracker) -> tuple[ClipModelSpec | None, str]:
+    """The CLIP model a quality setting names, resolved now (a registered model's newest version is looked up in
+    the registry), or None, with a sentence for the UI saying which model scores or why none does."""
+    if clip.model is None:
+        return None, "no CLIP model configured"
+    if clip.architecture_config is not None:
+        register_model_config(clip.model, clip.architecture_config)
+    uri = clip.mlflow_uri
+    if clip.registered_model is not None:
+        version = tracker.latest_model_version(clip.registered_model)
+        if version is None:
+            return None, f"no version of {clip.registered_model} registered yet: no CLIP score"
+        uri = tracker.model_version_uri(clip.registered_model, version)
+    spec = ClipModelSpec(model=clip.model, pretrained=clip.pretrained, mlflow_uri=uri)
+    return spec, spec.name

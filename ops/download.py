@@ -19,12 +19,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from infra.lake import Lake
-from ops.layout import report_path, table_path
+from ops import graph
 from ops.report import StageReport
+from ops.stage import Decisions, run_shard_stage
 from ops.tarscan import sample_keys
 
 REASONS = frozenset(
@@ -77,8 +77,8 @@ class DownloadConfig:
     retries: int = 2
     thread_count: int = 64
     min_image_size: int = 0
-    max_image_area: float = math.inf
-    max_aspect_ratio: float = math.inf
+    max_image_area: float | None = None  # pixels; None: no limit
+    max_aspect_ratio: float | None = None  # None: no limit
     user_agent_token: str = "clipfoundry"
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
     allow_networks: tuple[str, ...] = ()  # non-public networks the guard admits (the demo: 127.0.0.0/8)
@@ -86,12 +86,13 @@ class DownloadConfig:
 
 
 def paths(shard: str) -> dict[str, str]:
-    """Lake paths of one shard's download outputs."""
+    """Lake paths of one shard's download outputs: the ledger is the stage's table (see :mod:`ops.graph`)."""
+    stage = graph.stage("download")
     return {
         "tar": f"download/{shard}.tar",
-        "ledger": table_path("download", shard),
+        "ledger": stage.table(shard),
         "stats": f"download/{shard}_stats.json",
-        "report": report_path("download", shard),
+        "report": stage.report(shard),
     }
 
 
@@ -129,28 +130,28 @@ def classify_error(status: str | None, message: str | None) -> str:
 
 
 def download_shard(lake: Lake, shard: str, config: DownloadConfig) -> StageReport:
-    """Download the kept pairs of ``crawl/<shard>.parquet`` and publish tar, ledger, stats and report."""
-    report = StageReport(stage="download", shard=shard)
-    with report.timed():
-        crawl = lake.read_parquet(table_path("crawl", shard), columns=["uid", "url", "text", "kept"])
-        todo = crawl.filter(pc.field("kept")).select(["uid", "url", "text"])
+    """Download the pairs the crawl kept and publish tar, ledger, stats and report (the report last)."""
+
+    def decide(todo: pa.Table) -> Decisions:
         with tempfile.TemporaryDirectory(prefix=f"clipfoundry-download-{shard}-") as staging:
             work = Path(staging)
             out = _run_img2dataset(todo, work, config) if todo.num_rows else _empty_outputs(work)
             ledger = _ledger(todo, pq.read_table(out["parquet"]))
-            report.count(ledger["kept"].to_pylist(), ledger["reason"].to_pylist())
-            report.extra["tar_samples"] = len(sample_keys(out["tar"]))
-            report.extra["bytes"] = out["tar"].stat().st_size
             target = paths(shard)
+            extra = {"tar_samples": len(sample_keys(out["tar"])), "bytes": out["tar"].stat().st_size}
             lake.put_file(out["tar"], target["tar"])
-            ledger_file = work / "ledger.parquet"
-            pq.write_table(ledger, ledger_file, compression="zstd")
-            lake.put_file(ledger_file, target["ledger"])
             lake.put_file(out["stats"], target["stats"])
-    report.extra["config"] = json.dumps(asdict(config), default=str)
-    report.check()
-    lake.write_json(paths(shard)["report"], report.to_dict())
-    return report
+        extra["config"] = json.dumps(asdict(config), default=str)
+        return Decisions(ledger, extra=extra)
+
+    return run_shard_stage(lake, graph.stage("download"), shard, decide, columns=["url", "text"])
+
+
+def tar_problems(_lake: Lake, _shard: str, report: StageReport) -> list[str]:
+    """The download's own rule beside the ledger: the published tar holds exactly the kept samples."""
+    if report.extra.get("tar_samples") != report.rows_kept:
+        return [f"tar holds {report.extra.get('tar_samples')} samples, ledger keeps {report.rows_kept}"]
+    return []
 
 
 def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict[str, Path]:
@@ -184,8 +185,8 @@ def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict
             timeout=config.timeout,
             retries=config.retries,
             min_image_size=config.min_image_size,
-            max_image_area=config.max_image_area,
-            max_aspect_ratio=config.max_aspect_ratio,
+            max_image_area=config.max_image_area or math.inf,
+            max_aspect_ratio=config.max_aspect_ratio or math.inf,
             user_agent_token=config.user_agent_token,
             disallowed_header_directives=list(config.disallowed_header_directives),
             compute_hash="sha256",

@@ -1,7 +1,9 @@
 """ "What happened to sample X?": every stage's decision about one uid, read from the tables the stages wrote.
 
-Each per-shard stage table is keyed by uid and says kept or dropped with a reason, so the answer is a scan of
-those tables with a uid filter (parquet pushes the filter down to row groups); no extra bookkeeping is kept.
+Each per-shard stage of :mod:`ops.graph` keeps a table keyed by uid that says kept or dropped with a reason, and
+the newest dataset keeps the balancing decisions per shard, so the answer is a scan of exactly those tables with
+a uid filter (parquet pushes the filter down to row groups); no extra bookkeeping is kept and no other file in
+the lake is ever read as if it were one.
 """
 
 from __future__ import annotations
@@ -12,23 +14,26 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from infra.lake import Lake
-from ops.layout import STAGES, shard_of_table
+from ops import graph
+from ops.dataset.writer import LATEST, decisions_path
+from ops.sources import registry
 
 
 def trace(lake: Lake, uid: str, shards: list[str] | None = None) -> list[dict[str, Any]]:
     """One dict per (stage, shard, row) that mentions ``uid``, in pipeline order."""
+    shards = list(registry(lake)) if shards is None else shards
+    tables = [(s.name, shard, s.table(shard)) for s in graph.shard_stages() for shard in shards]
+    if lake.exists(LATEST):
+        version = lake.read_json(LATEST)["version"]
+        tables += [("dataset", shard, decisions_path(version, shard)) for shard in shards]
     found: list[dict[str, Any]] = []
-    for stage in STAGES:
-        for rel in lake.list(stage):
-            shard = shard_of_table(stage, rel)
-            if shard is None or (shards is not None and shard not in shards):
-                continue
-            with lake.open(rel) as f:
-                table = pq.read_table(f, filters=[("uid", "=", uid)])
-            if not table.num_rows:
-                continue
-            for row in table.filter(pc.field("uid") == uid).to_pylist():
-                found.append({"stage": stage, "shard": shard, **_summarise(row)})
+    for stage, shard, rel in tables:
+        if not lake.exists(rel):
+            continue
+        with lake.open(rel) as f:
+            table = pq.read_table(f, filters=[("uid", "=", uid)])
+        for row in table.filter(pc.field("uid") == uid).to_pylist():
+            found.append({"stage": stage, "shard": shard, **_summarise(row)})
     return found
 
 

@@ -1,8 +1,10 @@
-"""``make demo``: generate the embedded sample web, serve it on 127.0.0.1, and run the pipeline through Dagster.
+"""``make demo``: generate the embedded sample web, serve it on 127.0.0.1, and let Dagster run the pipeline.
 
-It drives Dagster the way a deployment does: the new-sources sensor is evaluated against the persistent instance
-in ``DAGSTER_HOME`` (so new shards become partitions), then each shard's ingest job runs on that same instance,
-so ``make ui`` shows every materialization, check and log afterwards. Everything is offline and deterministic.
+Nothing here sequences stages: the demo publishes the web's WARCs under ``sources/`` and starts a real
+``dagster-daemon`` on the instance in ``DAGSTER_HOME``. The new-sources sensor registers each WARC as a shard,
+the automation sensor runs every stage in the order the stage graph declares, and the demo waits until the graph
+is at rest, printing each run as it ends. ``make ui`` afterwards shows every run (in the timeline, on the job
+pages and in the sensors' history), materialization, check and log. Everything is offline and deterministic.
 """
 
 from __future__ import annotations
@@ -10,31 +12,24 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from dagster import AssetKey, DagsterInstance, SensorResult, build_sensor_context
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
 
 from infra.lake import Lake
 from infra.sample_web import generate, metadata_entries, serve
-from ops.layout import STAGES, report_path
-from ops.sources import SOURCES, list_sources
-from pipelines.profiles import SAMPLE_WEB_METADATA, current_profile
+from ops import graph
+from ops.sources import SOURCES, registry
+from pipelines.daemon import REPO, running_daemon, wait_until_settled
+from pipelines.profiles import SAMPLE_WEB_METADATA, current_profile, sensor_interval
 
 SAMPLE_PREFIX = f"{SOURCES}/sample_web"
-# (job, runs once per shard?) in dependency order: per-shard jobs alternate with global ones.
-PLAN = (
-    ("ingest_job", True),
-    ("metadata_job", False),
-    ("dedup_job", True),
-    ("entry_counts_job", False),
-    ("curate_job", True),
-    ("clip_score_threshold_job", False),
-    ("quality_job", True),
-    ("dataset_job", False),
-    ("train_job", False),
-)
+DRIVING_SENSORS = ("new_sources_sensor", "automation_sensor")
+TIMEOUT_S = 1200
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,19 +51,65 @@ def prepare_sample_web(lake: Lake, work: Path, base_url: str, seed: int, **sizes
     return web
 
 
-def run_sensor_tick(instance: DagsterInstance, defs) -> list[str]:
-    """Evaluate the new-sources sensor once, as the daemon would, and apply its partition requests."""
-    sensor = defs.resolve_sensor_def("new_sources_sensor")
-    context = build_sensor_context(
-        instance=instance, definitions=defs, sensor_name=sensor.name, resources={"lake": defs.resources["lake"]}
-    )
-    result = sensor(context)
-    added: list[str] = []
-    if isinstance(result, SensorResult):
-        for request in result.dynamic_partitions_requests or []:
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-            added.extend(request.partition_keys)
-    return added
+def ensure_sensors_running(instance: DagsterInstance) -> None:
+    """Start the sensors that drive the graph if someone stopped them in the UI (they default to running)."""
+    stopped = [
+        state.instigator_name
+        for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+        if state.instigator_name in DRIVING_SENSORS and state.status == InstigatorStatus.STOPPED
+    ]
+    if stopped:
+        dagster = Path(sys.executable).parent / "dagster"
+        for name in stopped:
+            subprocess.run([str(dagster), "sensor", "start", "-w", str(REPO / "workspace.yaml"), name], check=True)
+
+
+class RunPrinter:
+    """Prints each run once it ends: what it materialized, for which shard, how it ended and how long it took."""
+
+    def __init__(self, instance: DagsterInstance, since: float) -> None:
+        self._instance, self._since = instance, since
+        self._seen: set[str] = set()
+        self.failed: list[str] = []
+
+    def poll(self) -> None:
+        ended = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
+        for record in reversed(
+            self._instance.get_run_records(RunsFilter(statuses=ended, created_after=_utc(self._since)))
+        ):
+            run = record.dagster_run
+            if run.run_id in self._seen:
+                continue
+            self._seen.add(run.run_id)
+            assets = ",".join(sorted(k.to_user_string() for k in run.asset_selection or []))
+            where = run.tags.get("dagster/partition") or "(all shards)"
+            took = (record.end_time or 0) - (record.start_time or record.end_time or 0)
+            print(f"  {run.status.value:<8} {where:<26} {assets}  ({took:.0f}s, {run.run_id[:8]})", flush=True)
+            if run.status != DagsterRunStatus.SUCCESS:
+                self.failed.append(run.run_id)
+
+
+def _utc(timestamp: float):
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _latest_time(instance: DagsterInstance, asset: str) -> float | None:
+    records = instance.fetch_materializations(AssetKey(asset), limit=1).records
+    return records[0].timestamp if records else None
+
+
+def evaluated_latest(instance: DagsterInstance, keys: list[str]) -> bool:
+    """The end of the graph reflects its start: evaluation after the newest dataset, the dataset after every
+    shard's last flowing stage."""
+    times = [_latest_time(instance, name) for name in ("dataset", "evaluation")]
+    last = graph.last_flowing().name
+    records = instance.fetch_materializations(AssetKey(last), limit=max(10, 4 * len(keys))).records
+    shard_times = [r.timestamp for r in records]
+    if None in times or not keys:
+        return False
+    return times[1] >= times[0] and (not shard_times or times[0] >= max(shard_times))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     if current_profile() != "demo":
         print("the demo runs with CLIPFOUNDRY_PROFILE=demo (make demo sets it)", file=sys.stderr)
         return 2
-    from pipelines.definitions import defs
+    from pipelines.profiles import resources
 
-    lake: Lake = defs.resources["lake"].lake()
+    lake: Lake = resources()["lake"].lake()
     if not lake.is_local:
         print("the demo writes its sample web next to a local data root", file=sys.stderr)
         return 2
@@ -90,34 +131,49 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             while True:
                 time.sleep(3600)
+        home = os.environ["DAGSTER_HOME"]
         instance = DagsterInstance.get()
-        started = time.perf_counter()
-        added = run_sensor_tick(instance, defs)
-        print(f"new-sources sensor registered {len(added)} new shard(s): {added}")
-        found, _ = list_sources(lake)
-        keys = sorted(k for k, rel in found.items() if rel.startswith(SAMPLE_PREFIX + "/"))
-        for job_name, per_shard in PLAN:
-            job = defs.resolve_job_def(job_name)
-            for key in keys if per_shard else [None]:
-                result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
-                print(f"{job_name} {key or '(all shards)'}: {'ok' if result.success else 'FAILED'} ({result.run_id})")
-                if not result.success:
-                    return 1
-        print(f"\npipeline finished in {time.perf_counter() - started:.1f}s over {len(keys)} shards\n")
+        ensure_sensors_running(instance)
+        started = time.time()
+        printer = RunPrinter(instance, started)
+        print("dagster-daemon: the sensors register the shards and the automation runs the graph; runs as they end:")
+        with running_daemon(home) as daemon:
+
+            def done() -> bool:
+                keys = sorted(k for k, v in registry(lake).items() if v["path"].startswith(SAMPLE_PREFIX + "/"))
+                return evaluated_latest(instance, keys)
+
+            settled = wait_until_settled(
+                instance,
+                done,
+                quiet_seconds=3 * sensor_interval(),
+                timeout=TIMEOUT_S,
+                daemon=daemon,
+                on_poll=printer.poll,
+            )
+        printer.poll()
+        keys = sorted(k for k, v in registry(lake).items() if v["path"].startswith(SAMPLE_PREFIX + "/"))
+        print(f"\npipeline at rest after {time.time() - started:.1f}s over {len(keys)} shards\n")
         _summary(lake, keys)
         _model_summary(instance)
     _where_to_look(lake)
+    if not settled:
+        print(f"the graph did not come to rest within {TIMEOUT_S}s; see {home}/daemon.log", file=sys.stderr)
+        return 1
+    if printer.failed:
+        print(f"{len(printer.failed)} run(s) failed: {printer.failed}; see them in the UI (make ui)", file=sys.stderr)
+        return 1
     return 0
 
 
 def _summary(lake: Lake, keys: list[str]) -> None:
-    print(f"{'stage':<10} {'shard':<22} {'in':>6} {'kept':>6}  dropped")
-    for stage in STAGES:
+    print(f"{'stage':<13} {'shard':<22} {'in':>6} {'kept':>6}  dropped")
+    for stage in graph.shard_stages():
         for key in keys:
-            if not lake.exists(report_path(stage, key)):
+            if not lake.exists(stage.report(key)):
                 continue
-            r = lake.read_json(report_path(stage, key))
-            print(f"{stage:<10} {key:<22} {r['rows_in']:>6} {r['rows_kept']:>6}  {r['dropped']}")
+            r = lake.read_json(stage.report(key))
+            print(f"{stage.name:<13} {key:<22} {r['rows_in']:>6} {r['rows_kept']:>6}  {r['dropped']}")
 
 
 def _model_summary(instance: DagsterInstance) -> None:
@@ -139,12 +195,13 @@ def _fmt(value: object) -> str:
 
 
 def _where_to_look(lake: Lake) -> None:
+    folders = sorted({s.home.split("/")[0] for s in graph.shard_stages()})
     home = os.environ.get("DAGSTER_HOME", "(DAGSTER_HOME unset)")
     print(
         "\nwhere to look:\n"
         f"  Dagster UI : make ui, then http://127.0.0.1:3000 (instance in {home})\n"
         f"  MLflow     : .venv/bin/mlflow ui --backend-store-uri sqlite:///{lake.path('mlflow/mlflow.db')}\n"
-        f"  data       : {lake.root_uri}/{{{','.join((*STAGES, 'dataset', 'models', 'evaluation'))}}}/\n"
+        f"  data       : {lake.root_uri}/{{{','.join(folders)}}}/\n"
         "  one sample : .venv/bin/clipfoundry trace <uid>   (CLIPFOUNDRY_DATA_ROOT=data)"
     )
 

@@ -1,70 +1,24 @@
-"""Jobs are asset selections; ``*_job`` names say so.
+"""Jobs, derived from the stage graph: one per group of stages that can run together (see :func:`ops.graph.waves`).
 
-Dagster runs one partitions definition per job, so the pipeline alternates per-shard jobs (run once per shard,
-or over a partition range) with global jobs (run once over everything):
-ingest → dedup index + metadata → dedup + matching → entry counts → balancing + CLIP scores → CLIP threshold →
-quality + recaption → dataset → model → evaluation.
+Dagster runs one partitions definition per job, so the groups alternate: per-shard stages between two global
+steps (run per shard, or over a partition range), then the global steps after them. The graph runs itself
+through automation (:mod:`pipelines.automation`); these jobs are for people who want to run one group by hand
+from the launchpad or ``dagster job launch``. A job is named after the first stage of its group.
 """
 
 from dagster import AssetSelection, define_asset_job
 
-ingest_job = define_asset_job(
-    "ingest_job",
-    selection=AssetSelection.assets("crawl", "download", "image_hashes"),
-    description="Per shard: crawl the source file, download its images, fingerprint them.",
-)
-metadata_job = define_asset_job(
-    "metadata_job",
-    selection=AssetSelection.assets("dedup_index", "metaclip_metadata"),
-    description="Global: the dedup index over every shard's fingerprints, and the MetaCLIP entry list.",
-)
-dedup_job = define_asset_job(
-    "dedup_job",
-    selection=AssetSelection.assets("dedup", "curation_matches"),
-    description="Per shard: the shard's dedup decisions, then MetaCLIP matching of the surviving captions.",
-)
-entry_counts_job = define_asset_job(
-    "entry_counts_job",
-    selection=AssetSelection.assets("entry_counts"),
-    description="Global: matches per MetaCLIP entry over every shard.",
-)
+from ops import graph
 
-clip_score_threshold_job = define_asset_job(
-    "clip_score_threshold_job",
-    selection=AssetSelection.assets("clip_score_threshold"),
-    description="Global: the CLIP-score threshold that keeps the configured top fraction over all shards.",
-)
-curate_job = define_asset_job(
-    "curate_job",
-    selection=AssetSelection.assets("curation", "clip_scores"),
-    description="Per shard: MetaCLIP balancing, then raw CLIP scores of the balanced pool.",
-)
-quality_job = define_asset_job(
-    "quality_job",
-    selection=AssetSelection.assets("quality", "recaption"),
-    description="Per shard: quality filters (heuristics, CLIP score, VLM judge), then recaptioning.",
-)
 
-dataset_job = define_asset_job(
-    "dataset_job",
-    selection=AssetSelection.assets("dataset"),
-    description="Global: write the versioned training shards from everything every stage kept.",
-)
+def _job(scope: str, stages: list[graph.Stage]):
+    names = [s.name for s in stages]
+    where = "Per shard" if scope == "shard" else "Global (over all shards)"
+    return define_asset_job(
+        f"{names[0]}_job",
+        selection=AssetSelection.assets(*names),
+        description=f"{where}: {', '.join(names)}.",
+    )
 
-train_job = define_asset_job(
-    "train_job",
-    selection=AssetSelection.assets("model", "evaluation"),
-    description="Global: train CLIP on the latest dataset under torchrun (Dagster Pipes), then evaluate it.",
-)
 
-JOBS = [
-    ingest_job,
-    metadata_job,
-    dedup_job,
-    entry_counts_job,
-    curate_job,
-    clip_score_threshold_job,
-    quality_job,
-    dataset_job,
-    train_job,
-]
+JOBS = [_job(scope, stages) for scope, stages in graph.waves()]

@@ -12,21 +12,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dagster import EnvVar
+from dagster import EnvVar, in_process_executor
 
-from assets.settings import (
-    CrawlSettings,
-    CurationSettings,
-    DatasetSettings,
-    DedupSettings,
-    DownloadSettings,
-    EvaluationSettings,
-    ModelSettings,
-    QualitySettings,
-    RecaptionSettings,
-)
+from assets.settings import as_resource
 from infra.resources import LakeResource, MlflowResource
 from infra.tracking import check_tracking_uri
+from ops.crawl.shard import CrawlConfig
+from ops.curation.config import BalanceConfig, CurationConfig
+from ops.dataset.writer import DatasetConfig
+from ops.dedup.config import DedupConfig
+from ops.download import DownloadConfig
+from ops.evaluation.config import EvaluationConfig
+from ops.quality.config import ClipScoreConfig, QualityConfig
+from ops.recaption.shard import RecaptionConfig
+from ops.safety import SafetyConfig
+from ops.training.config import ModelConfig
 
 PROFILES = ("demo", "local", "production")
 # The sample web's MetaCLIP-format entry list (its colours, shapes and concepts), published by the demo.
@@ -66,11 +66,15 @@ def _lake(default_root: str | None) -> LakeResource:
 
 
 def executor() -> Any:
-    """``k8s_job_executor`` (one pod per step, ``infra/deploy/k8s/executor.yaml``) when
-    ``CLIPFOUNDRY_EXECUTOR=k8s``; otherwise ``None``, i.e. Dagster's default multiprocess executor."""
-    choice = os.environ.get("CLIPFOUNDRY_EXECUTOR", "")
-    if choice not in ("", "multiprocess", "k8s"):
-        raise ValueError(f"CLIPFOUNDRY_EXECUTOR must be 'multiprocess' or 'k8s', not {choice!r}")
+    """``CLIPFOUNDRY_EXECUTOR``: ``k8s`` runs one pod per step (``k8s_job_executor``, see
+    ``infra/deploy/k8s/executor.yaml``); ``in_process`` runs a run's steps one after another in the run's own
+    process (the demo's default: its runs are small and one process start per step would dominate);
+    ``multiprocess`` is Dagster's default, a process per step; ``None`` leaves Dagster's default."""
+    choice = os.environ.get("CLIPFOUNDRY_EXECUTOR") or ("in_process" if current_profile() == "demo" else "")
+    if choice not in ("", "multiprocess", "in_process", "k8s"):
+        raise ValueError(f"CLIPFOUNDRY_EXECUTOR must be 'multiprocess', 'in_process' or 'k8s', not {choice!r}")
+    if choice == "in_process":
+        return in_process_executor
     if choice != "k8s":
         return None
     from infra.deploy.k8s import k8s_executor
@@ -78,55 +82,67 @@ def executor() -> Any:
     return k8s_executor()
 
 
+def sensor_interval() -> int:
+    """Seconds between evaluations of the sensors: quick for the demo, relaxed for a deployment."""
+    return 5 if current_profile() == "demo" else 30
+
+
 def resources(profile: str | None = None) -> dict[str, Any]:
-    """The resource set for a profile (``current_profile()`` when not given)."""
+    """The resource set for a profile (``current_profile()`` when not given): services, then stage settings
+    written as the engine's own configs."""
     profile = profile or current_profile()
     mlflow = MlflowResource(
         # refused here when it carries credentials, before Dagster stores the resource config in a job snapshot
         tracking_uri=check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "")) or None,
         experiment=os.environ.get("CLIPFOUNDRY_EXPERIMENT", "clipfoundry"),
     )
-    if profile == "demo":
+    services = {"lake": _lake("data" if profile != "production" else None), "mlflow": mlflow}
+    return services | {key: as_resource(config) for key, config in stage_settings(profile).items()}
+
+
+def stage_settings(profile: str) -> dict[str, Any]:
+    """Each settings resource key and the engine config a profile chooses for it."""
+    if profile != "demo":
         return {
-            "lake": _lake("data"),
-            "mlflow": mlflow,
-            "crawl_settings": CrawlSettings(allow_networks=["127.0.0.0/8"]),
-            "download_settings": DownloadSettings(
-                image_size=128, timeout=5, retries=1, thread_count=32, allow_networks=["127.0.0.0/8"]
-            ),
-            "dedup_settings": DedupSettings(eval_sets=["sample_web/eval/sample_web"]),
-            "curation_settings": CurationSettings(metadata_uri=SAMPLE_WEB_METADATA, t=50),
-            # the CLIP score uses the model the demo trained on its previous run, once there is one
-            "quality_settings": QualitySettings(
-                clip_model=DEMO_MODEL,
-                clip_architecture_config=DEMO_MODEL_CONFIG,
-                clip_registered_model="clipfoundry-clip",
-                clip_top_fraction=0.7,
-            ),
-            "recaption_settings": RecaptionSettings(),
-            "dataset_settings": DatasetSettings(samples_per_shard=256),
-            "model_settings": ModelSettings(
-                architecture=DEMO_MODEL,
-                architecture_config=DEMO_MODEL_CONFIG,
-                batch_size=64,
-                epochs=4,
-                lr=1e-3,
-                warmup=10,
-                workers=1,
-                precision="fp32",
-            ),
-            "evaluation_settings": EvaluationSettings(classification_sets=["sample_web/eval/sample_web"]),
+            "crawl_settings": CrawlConfig(),
+            "download_settings": DownloadConfig(),
+            "dedup_settings": DedupConfig(),
+            "curation_settings": CurationConfig(),
+            "quality_settings": QualityConfig(),
+            "safety_settings": SafetyConfig(),
+            "recaption_settings": RecaptionConfig(),
+            "dataset_settings": DatasetConfig(),
+            "model_settings": ModelConfig(),
+            "evaluation_settings": EvaluationConfig(),
         }
     return {
-        "lake": _lake("data" if profile == "local" else None),
-        "mlflow": mlflow,
-        "crawl_settings": CrawlSettings(),
-        "download_settings": DownloadSettings(),
-        "dedup_settings": DedupSettings(),
-        "curation_settings": CurationSettings(),
-        "quality_settings": QualitySettings(),
-        "recaption_settings": RecaptionSettings(),
-        "dataset_settings": DatasetSettings(),
-        "model_settings": ModelSettings(),
-        "evaluation_settings": EvaluationSettings(),
+        "crawl_settings": CrawlConfig(allow_networks=("127.0.0.0/8",)),
+        "download_settings": DownloadConfig(
+            image_size=128, timeout=5, retries=1, thread_count=32, allow_networks=("127.0.0.0/8",)
+        ),
+        "dedup_settings": DedupConfig(eval_sets=("sample_web/eval/sample_web",)),
+        "curation_settings": CurationConfig(metadata_uri=SAMPLE_WEB_METADATA, balance=BalanceConfig(t=50)),
+        # the CLIP score uses the model the demo trained on its previous run, once there is one
+        "quality_settings": QualityConfig(
+            clip=ClipScoreConfig(
+                model=DEMO_MODEL,
+                architecture_config=DEMO_MODEL_CONFIG,
+                registered_model="clipfoundry-clip",
+                top_fraction=0.7,
+            )
+        ),
+        "safety_settings": SafetyConfig(),
+        "recaption_settings": RecaptionConfig(),
+        "dataset_settings": DatasetConfig(samples_per_shard=256),
+        "model_settings": ModelConfig(
+            architecture=DEMO_MODEL,
+            architecture_config=DEMO_MODEL_CONFIG,
+            batch_size=64,
+            epochs=4,
+            lr=1e-3,
+            warmup=10,
+            workers=1,
+            precision="fp32",
+        ),
+        "evaluation_settings": EvaluationConfig(classification_sets=("sample_web/eval/sample_web",)),
     }

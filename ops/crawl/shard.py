@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from infra.lake import Lake
+from ops import graph
 from ops.crawl import reasons as R
 from ops.crawl.charset import CharsetError, decode_html
 from ops.crawl.html import Candidate, extract_html, normalize_text
@@ -26,8 +27,8 @@ from ops.crawl.optout import opts_out
 from ops.crawl.records import SourceRecord, iter_url_list, iter_warc, source_format
 from ops.crawl.urls import UrlPolicy, clean_src
 from ops.crawl.wat import WatError, parse_wat
-from ops.layout import report_path, table_path
 from ops.report import StageReport
+from ops.stage import Decisions, run_shard_stage
 from ops.uid import pair_uid
 
 SCHEMA = pa.schema(
@@ -234,8 +235,8 @@ def crawl_shard(lake: Lake, source_rel: str, shard: str, config: CrawlConfig) ->
     Damaged records and files are counted in the report, never raised; a missing source file raises, since
     that is a wrong path rather than bad data.
     """
-    report = StageReport(stage="crawl", shard=shard)
-    with report.timed():
+
+    def decide(_: None) -> Decisions:
         pairs = _PairTable(config)
         counts = _RecordCounts()
         fmt = source_format(source_rel)
@@ -246,13 +247,15 @@ def crawl_shard(lake: Lake, source_rel: str, shard: str, config: CrawlConfig) ->
                 raise FileNotFoundError(lake.uri(source_rel))
             for record in iter_warc(lambda: lake.open(source_rel)):
                 _take_record(record, pairs, counts)
-        table = pairs.to_table()
-        lake.write_parquet(table_path("crawl", shard), table)
-    dropped = Counter(r for r in pairs.reason if r)
-    report.rows_in = len(pairs)
-    report.dropped = dropped
-    report.rows_kept = report.rows_in - sum(dropped.values())
-    report.extra = {"source_format": fmt, **counts.to_extra(len(pairs))}
-    report.check()
-    lake.write_json(report_path("crawl", shard), report.to_dict())
-    return report
+        return Decisions(pairs.to_table(), extra={"source_format": fmt, **counts.to_extra(len(pairs))})
+
+    return run_shard_stage(lake, graph.stage("crawl"), shard, decide)
+
+
+def record_problems(_lake: Lake, _shard: str, report: StageReport) -> list[str]:
+    """The crawl's own rule beside the pair ledger: every source record was used, ignored or failed."""
+    extra = report.extra
+    failed = sum(v for k, v in extra.items() if k.startswith("records_failed."))
+    if extra.get("records_in", 0) != extra.get("records_used", 0) + extra.get("records_ignored", 0) + failed:
+        return ["records in != used + ignored + failed"]
+    return []

@@ -1,15 +1,16 @@
 """MetaCLIP curation: metadata, substring matching, global entry counts and balancing (see ANCHORS.md)."""
 
 from ops.curation.balancing import p_keep, threshold_for_tail_fraction
+from ops.curation.config import BalanceConfig, CurationConfig
 from ops.curation.matching import Matcher, match_reference, spacing
 from ops.curation.metadata import MetadataConfig, build_metadata, load_metadata, save_metadata
-from ops.curation.stage import BalanceConfig, balance_shard, count_entries, match_shard
+from ops.curation.stage import count_entries, match_shard
 
 __all__ = [
     "BalanceConfig",
+    "CurationConfig",
     "Matcher",
     "MetadataConfig",
-    "balance_shard",
     "build_metadata",
     "count_entries",
     "load_metadata",

@@ -25,6 +25,7 @@ import fsspec
 import pyarrow.compute as pc
 
 from infra.lake import Lake
+from ops import graph
 from ops.curation.matching import spacing
 
 WORDNET_DIR = Path("/usr/share/wordnet")
@@ -119,12 +120,10 @@ def count_ngrams(texts: Iterable[str]) -> NgramCounts:
     return counts
 
 
-def crawl_texts(lake: Lake, lang: str | None = None, shards: Iterable[str] | None = None) -> Iterator[str]:
-    """Kept texts of the crawl tables (all shards, or the given ones), only those identified as ``lang`` if set."""
-    rels = [f"crawl/{s}.parquet" for s in shards] if shards is not None else lake.list("crawl")
-    for rel in rels:
-        if not rel.endswith(".parquet"):
-            continue
+def crawl_texts(lake: Lake, lang: str | None, shards: Iterable[str]) -> Iterator[str]:
+    """Kept texts of the shards' crawl tables, only those identified as ``lang`` if set."""
+    for shard in shards:
+        rel = graph.stage("crawl").table(shard)
         table = lake.read_parquet(rel, columns=["text", "lang", "kept"]).filter(pc.field("kept"))
         if lang is not None:
             table = table.filter(pc.equal(table["lang"], lang))

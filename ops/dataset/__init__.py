@@ -1,14 +1,19 @@
 """dataset: the final training shards (webdataset) with a content-derived version and a manifest."""
 
-from ops.dataset.selection import STAGES, MissingStageError, present_stages
-from ops.dataset.writer import DatasetConfig, DatasetResult, dataset_prefix, write_dataset
+from ops.dataset.writer import (
+    DatasetConfig,
+    DatasetResult,
+    dataset_prefix,
+    decisions_path,
+    publish_dataset,
+    write_dataset,
+)
 
 __all__ = [
-    "STAGES",
     "DatasetConfig",
     "DatasetResult",
-    "MissingStageError",
     "dataset_prefix",
-    "present_stages",
+    "decisions_path",
+    "publish_dataset",
     "write_dataset",
 ]

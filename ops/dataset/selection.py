@@ -1,8 +1,11 @@
-"""Which samples of a shard reach the dataset: those every configured stage kept, with what the stages said.
+"""Which samples of a shard reach the dataset, and with what: the chain of flowing stages, then MetaCLIP balancing.
 
-Each stage's per-shard table has ``uid``, ``kept`` and ``reason``; a stage that only annotates (a table with no
-``kept`` column, as recaption may write) passes every row. With online curation the curation draw is left to
-the data loader: every sample curation gave a chance (``p_keep > 0``) passes, and ``p_keep`` travels with it.
+The chain is declared in :mod:`ops.graph`: each flowing stage took exactly what the one before it kept, so the
+samples the last one kept passed every stage. Balancing is decided here rather than per shard because
+``p_keep = 1 − Π(1 − min(1, t / count_e))`` depends on the entry counts over ALL shards, which every new shard
+changes: computed now from the stored matches and the current counts, it is always current and no shard's
+table goes stale. With online curation every sample with ``p_keep > 0`` is written and the data loader redraws
+each epoch; otherwise the draw is made here, fixed by (seed, uid).
 """
 
 from __future__ import annotations
@@ -10,17 +13,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from infra.lake import Lake
-from ops.layout import table_path
-
-STAGES = ("crawl", "download", "dedup", "curation", "quality", "recaption")
-
-
-class MissingStageError(RuntimeError):
-    """A configured stage has not written its table for some shard: the dataset would silently skip a filter."""
+from ops import graph
+from ops.curation.config import BalanceConfig
+from ops.curation.reasons import BALANCED_OUT
+from ops.curation.stage import balance_draws, shard_p_keep
 
 
 @dataclass
@@ -31,14 +32,11 @@ class StageCounts:
     rows_kept: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
 
-    def add(self, table: pa.Table) -> None:
-        self.rows_in += table.num_rows
-        if "kept" not in table.column_names:
-            self.rows_kept += table.num_rows
-            return
-        kept = table["kept"].fill_null(False)
+    def add(self, kept: pa.ChunkedArray | pa.Array, reason: pa.ChunkedArray | pa.Array) -> None:
+        kept = kept.fill_null(False)
+        self.rows_in += len(kept)
         self.rows_kept += pc.sum(kept).as_py() or 0
-        self.dropped.update(table.filter(pc.invert(kept))["reason"].fill_null("").to_pylist())
+        self.dropped.update(pc.filter(reason.fill_null(""), pc.invert(kept)).to_pylist())
 
     def to_dict(self) -> dict:
         return {"rows_in": self.rows_in, "rows_kept": self.rows_kept, "dropped": dict(sorted(self.dropped.items()))}
@@ -55,53 +53,59 @@ class Selected:
     synthetic_text: str | None
 
 
-def present_stages(lake: Lake, shards: list[str], candidates: tuple[str, ...] = STAGES) -> tuple[str, ...]:
-    """The candidate stages whose table exists for every shard; a stage present for only some shards is an error."""
-    out = []
-    for stage in candidates:
-        have = [lake.exists(table_path(stage, s)) for s in shards]
-        if all(have):
-            out.append(stage)
-        elif any(have):
-            missing = [s for s, h in zip(shards, have, strict=True) if not h]
-            raise MissingStageError(f"{stage} has not run on shards {missing[:5]} ({len(missing)} in all)")
-    return tuple(out)
+@dataclass(frozen=True)
+class Balance:
+    """The global side of balancing, computed once per dataset: entry counts and the t they give."""
+
+    counts: np.ndarray
+    t: float
+    config: BalanceConfig
+    online: bool
 
 
 def select_shard(
-    lake: Lake, shard: str, stages: tuple[str, ...], counts: dict[str, StageCounts], online_curation: bool
-) -> dict[str, Selected]:
-    """uid → :class:`Selected` for the samples every stage passed; adds each stage's table to ``counts``."""
-    if stages[:2] != ("crawl", "download"):
-        raise ValueError(f"stages must start with crawl, download: {stages}")
+    lake: Lake, shard: str, through: str, balance: Balance | None, counts: dict[str, StageCounts]
+) -> tuple[dict[str, Selected], pa.Table]:
+    """uid → :class:`Selected` for the samples that pass, and the shard's balancing decisions (uid, p_keep,
+    kept, reason) for every sample the chain kept; adds each stage's table to ``counts``."""
+    chain = graph.flow(through)
     tables = {}
-    for stage in stages:
-        rel = table_path(stage, shard)
-        if not lake.exists(rel):
-            raise MissingStageError(f"{rel} is missing")
-        tables[stage] = lake.read_parquet(rel)
-        counts.setdefault(stage, StageCounts()).add(tables[stage])
-    passing = None
-    for stage, table in tables.items():
-        if stage == "curation" and online_curation:
-            ok = pc.greater(table["p_keep"].fill_null(0.0), 0.0)
-        elif "kept" in table.column_names:
-            ok = table["kept"].fill_null(False)
-        else:
-            continue
-        uids = set(table.filter(ok)["uid"].to_pylist())
-        passing = uids if passing is None else passing & uids
-    p_keep = _column(tables.get("curation"), "p_keep")
+    for stage in chain:
+        tables[stage.name] = lake.read_parquet(stage.table(shard))
+        counts.setdefault(stage.name, StageCounts()).add(tables[stage.name]["kept"], tables[stage.name]["reason"])
+    last = tables[chain[-1].name]
+    passing = last.filter(pc.field("kept"))["uid"].combine_chunks()
+    n = len(passing)
+    p = np.ones(n)
+    kept = np.ones(n, dtype=bool)
+    if balance is not None and "curation" in tables:
+        uids, all_p = shard_p_keep(lake, shard, balance.counts, balance.t)
+        p = all_p[pc.index_in(passing, value_set=uids).to_numpy(zero_copy_only=False)]
+        kept = p > 0 if balance.online else balance_draws(passing, p, balance.config)
+    decisions = pa.table(
+        {
+            "uid": passing,
+            "p_keep": pa.array(p if balance is not None else [None] * n, pa.float64()),
+            "kept": pa.array(kept),
+            "reason": pa.array(np.where(kept, "", BALANCED_OUT), pa.string()),
+        }
+    )
+    counts.setdefault("balance", StageCounts()).add(decisions["kept"], decisions["reason"])
     synthetic = _column(tables.get("recaption"), "synthetic_text")
     crawl = tables["crawl"]
-    page_urls = crawl["page_url"].to_pylist() if "page_url" in crawl.column_names else [None] * crawl.num_rows
+    p_of = dict(zip(passing.to_pylist(), decisions["p_keep"].to_pylist(), strict=True))
+    wanted = set(pc.filter(passing, pa.array(kept)).to_pylist())
     out = {}
     for uid, text, page_url, url in zip(
-        crawl["uid"].to_pylist(), crawl["text"].to_pylist(), page_urls, crawl["url"].to_pylist(), strict=True
+        crawl["uid"].to_pylist(),
+        crawl["text"].to_pylist(),
+        crawl["page_url"].to_pylist(),
+        crawl["url"].to_pylist(),
+        strict=True,
     ):
-        if uid in passing:
-            out[uid] = Selected(text, page_url, url, p_keep.get(uid), synthetic.get(uid))
-    return out
+        if uid in wanted:
+            out[uid] = Selected(text, page_url, url, p_of[uid], synthetic.get(uid))
+    return out, decisions
 
 
 def _column(table: pa.Table | None, name: str) -> dict:

@@ -1,4 +1,5 @@
-"""dataset: write the final training shards from the samples every stage kept, under a content-derived version.
+"""dataset: write the final training shards from the samples every stage kept, balanced, under a content-derived
+version.
 
 Images are read once, streamed from ``download/<shard>.tar`` into local staging tars of ``samples_per_shard``
 samples; only one shard's (small) stage tables and one sample's bytes are in memory at a time. The version is a
@@ -9,7 +10,9 @@ already has its manifest, nothing is published; otherwise the tars are published
 and ``manifest.json`` last, so a reader that sees the manifest sees a complete dataset.
 
 Output samples are keyed by ``uid`` (``<uid>.jpg``, ``.txt`` raw caption, ``.syn.txt`` synthetic caption when
-recaption wrote one, ``.json`` with uid, p_keep, sha256 and lineage), in input-shard order then tar order.
+recaption wrote one, ``.json`` with uid, p_keep, sha256 and lineage), in input-shard order then tar order. Beside
+the tars, ``decisions/<shard>.parquet`` records for every sample the stages kept whether balancing kept it (with
+its ``p_keep``) or why not, so "what happened to sample X" has an answer here too.
 """
 
 from __future__ import annotations
@@ -22,24 +25,39 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
 from infra.lake import Lake
-from ops.dataset.selection import Selected, StageCounts, select_shard
+from ops import graph
+from ops.curation.config import BalanceConfig
+from ops.curation.reasons import BALANCED_OUT
+from ops.curation.stage import load_entry_counts
+from ops.dataset.selection import Balance, Selected, StageCounts, select_shard
 from ops.dataset.tars import TarWriter, iter_tar
 from ops.download import paths as download_paths
 from ops.report import StageReport
 
-FORMAT = 1
+FORMAT = 2
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-REASONS = frozenset({"missing_image"})
+MISSING_IMAGE = "missing_image"
+LATEST = "dataset/latest.json"  # the version the dataset stage published last, for readers such as trace
+REASONS: tuple[str, ...] = (BALANCED_OUT, MISSING_IMAGE)
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """Writer settings; all of them are part of the version."""
+    """Writer settings; all of them are part of the version.
 
-    stages: tuple[str, ...] = ("crawl", "download")
+    ``through`` names the flowing stage whose kept samples are written (default: the last one, i.e. everything
+    every stage kept; ``download`` gives the raw pool). ``online_curation`` writes every sample with
+    ``p_keep > 0`` and leaves MetaCLIP's draw to the data loader, each epoch.
+    """
+
     samples_per_shard: int = 10_000
     online_curation: bool = False
+    through: str | None = None
 
 
 @dataclass
@@ -55,29 +73,56 @@ def dataset_prefix(version: str) -> str:
     return f"dataset/{version}"
 
 
-def write_dataset(lake: Lake, shards: list[str], config: DatasetConfig) -> DatasetResult:
-    """Select, stream and publish; see the module docstring for the guarantees."""
+def decisions_path(version: str, shard: str) -> str:
+    """One shard's balancing and writing decisions in a dataset version: ``uid, p_keep, kept, reason``."""
+    return f"{dataset_prefix(version)}/decisions/{shard}.parquet"
+
+
+def write_dataset(
+    lake: Lake, shards: list[str], config: DatasetConfig, balance: BalanceConfig | None = None
+) -> DatasetResult:
+    """Select, balance, stream and publish; see the module docstring for the guarantees.
+
+    With ``balance`` (and curation in the chain) MetaCLIP's balancing is applied over the current entry counts.
+    """
+    through = config.through or graph.last_flowing().name
+    chain = [s.name for s in graph.flow(through)]
     report = StageReport(stage="dataset", shard="all")
     counts: dict[str, StageCounts] = {}
-    settings = {"format": FORMAT, **asdict(config), "stages": list(config.stages)}
+    balanced = None
+    if balance is not None and "curation" in chain:
+        entry_counts, _ = load_entry_counts(lake)
+        balanced = Balance(entry_counts, balance.threshold(entry_counts), balance, config.online_curation)
+    settings = {
+        "format": FORMAT,
+        **asdict(config),
+        "through": through,
+        "balance": asdict(balance) if balanced is not None else None,
+        "t": balanced.t if balanced is not None else None,
+    }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     staging = Path(tempfile.mkdtemp(prefix="clipfoundry-dataset-"))
+    decisions: dict[str, Path] = {}
     try:
         with report.timed():
             out = _ShardSequence(staging, config.samples_per_shard)
             for shard in sorted(shards):
-                selected = select_shard(lake, shard, config.stages, counts, config.online_curation)
+                selected, decided = select_shard(lake, shard, through, balanced, counts)
                 written = _copy_shard(lake, shard, selected, out, digest)
-                report.count([True] * len(written), [""] * len(written))
-                missing = len(selected) - len(written)
-                report.count([False] * missing, ["missing_image"] * missing)
+                written_uids = pa.array(sorted(written), pa.string())
+                missing = pc.and_(decided["kept"], pc.invert(pc.is_in(decided["uid"], value_set=written_uids)))
+                decided = decided.set_column(2, "kept", pc.and_(decided["kept"], pc.invert(missing)))
+                decided = decided.set_column(3, "reason", pc.if_else(missing, MISSING_IMAGE, decided["reason"]))
+                report.count(decided["kept"].to_pylist(), decided["reason"].to_pylist())
+                decisions[shard] = staging / f"decisions-{shard}.parquet"
+                pq.write_table(decided, decisions[shard])
             out.close()
             version = digest.hexdigest()[:16]
             manifest = {
                 "version": version,
                 "settings": settings,
                 "input_shards": sorted(shards),
-                "stages": {stage: counts[stage].to_dict() for stage in config.stages},
+                "stages": {stage: counts[stage].to_dict() for stage in (*chain, "balance") if stage in counts},
                 "dataset": {"rows_in": report.rows_in, "rows_kept": report.rows_kept, "dropped": dict(report.dropped)},
                 "samples": report.rows_kept,
                 # samples per epoch when the loader redraws curation (online curation): sum of p_keep
@@ -89,12 +134,25 @@ def write_dataset(lake: Lake, shards: list[str], config: DatasetConfig) -> Datas
             if written_now:
                 for entry, local in zip(out.shards, out.paths, strict=True):
                     lake.put_file(local, f"{dataset_prefix(version)}/{entry['path']}")
+                for shard, local in decisions.items():
+                    lake.put_file(local, decisions_path(version, shard))
                 lake.write_json(manifest_path, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report.extra.update(version=version, shards=len(out.shards), published=written_now)
+    if balanced is not None:
+        report.extra["t"] = balanced.t
     report.check()
     return DatasetResult(version, manifest_path, manifest, report, written_now)
+
+
+def publish_dataset(
+    lake: Lake, shards: list[str], config: DatasetConfig, balance: BalanceConfig | None = None
+) -> DatasetResult:
+    """The dataset stage: write the dataset, then point :data:`LATEST` at it for readers such as ``trace``."""
+    result = write_dataset(lake, shards, config, balance)
+    lake.write_json(LATEST, {"version": result.version, "manifest": result.manifest_path})
+    return result
 
 
 def _copy_shard(lake: Lake, shard: str, selected: dict[str, Selected], out: _ShardSequence, digest: Any) -> set[str]:

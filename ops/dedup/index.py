@@ -45,6 +45,7 @@ from ops.dedup.fingerprint import DETAIL_SIDE
 from ops.dedup.hamming import pairs_within
 from ops.dedup.layout import SUMMARY, decisions_path, details_path, hashes_path
 from ops.report import StageReport
+from ops.stage import publish_if_changed
 
 _CHECK_SLICE = 8192
 
@@ -409,12 +410,13 @@ def build_index(lake: Lake, shards: list[str], config: DedupConfig) -> StageRepo
             "cluster_size": np.ones(len(hit), dtype=np.int64),
         }
         merged = {k: np.concatenate([decided[k], dirty_decided[k]]) for k in decided}
+        reconfigured = not lake.exists(SUMMARY) or lake.read_json(SUMMARY).get("config_digest") != config.digest()
+        affected = []
         for shard in shards:
             mine = merged["shard"] == shard
-            lake.write_parquet(
-                decisions_path(shard),
-                pa.table({f.name: pa.array(merged[f.name][mine].tolist(), f.type) for f in DECISIONS}, DECISIONS),
-            )
+            table = pa.table({f.name: pa.array(merged[f.name][mine].tolist(), f.type) for f in DECISIONS}, DECISIONS)
+            if publish_if_changed(lake, decisions_path(shard), table) or reconfigured:
+                affected.append(shard)
         report.count(merged["kept"].tolist(), merged["reason"].tolist())
 
     histogram = Counter(np.bincount(final).tolist()) if n else Counter()
@@ -431,6 +433,7 @@ def build_index(lake: Lake, shards: list[str], config: DedupConfig) -> StageRepo
         }
     )
     report.check()
+    report.extra["affected_shards"] = affected
     summary = {
         "shards": shards,
         "config": config.to_dict(),

@@ -8,26 +8,20 @@ data contract.
 
 from __future__ import annotations
 
-from ops.layout import report_path, table_path
+from ops import graph
 
-STAGE = "dedup"
-HASH_STAGE = "dedup/hashes"
 INDEX = "dedup/index"
 SUMMARY = f"{INDEX}/summary.json"
 
 
 def hashes_path(shard: str) -> str:
-    return table_path(HASH_STAGE, shard)
+    return graph.stage("image_hashes").table(shard)
 
 
 def details_path(shard: str) -> str:
     """The 64x64 detail thumbnails of one shard's decodable images (``key``, ``detail``), written by
     ``hash_shard`` beside its hashes; the index reads it only for the images of crop or pHash candidates."""
-    return f"{STAGE}/details/{shard}.parquet"
-
-
-def hashes_report_path(shard: str) -> str:
-    return report_path(HASH_STAGE, shard)
+    return f"dedup/details/{shard}.parquet"
 
 
 def decisions_path(shard: str) -> str:

@@ -15,6 +15,9 @@ EXACT_DUPLICATE = "exact_duplicate"  # the same decoded pixels (or the same uid)
 NEAR_DUPLICATE = "near_duplicate"  # linked to the survivor by pHash matches (full image or crop, checked)
 SEMANTIC_DUPLICATE = "semantic_duplicate"  # linked to the survivor only through embedding cosine >= threshold
 
+# The fingerprinting step (``image_hashes``) can only fail to look at an image.
+HASH_REASONS: tuple[str, ...] = (MISSING_IMAGE, UNDECODABLE)
+
 REASONS: tuple[str, ...] = (
     MISSING_IMAGE,
     UNDECODABLE,

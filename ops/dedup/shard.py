@@ -18,14 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from infra.lake import Lake
+from ops import graph
 from ops.dedup import reasons as R
 from ops.dedup.config import DedupConfig
 from ops.dedup.crops import FINGERPRINT_VERSION, window_phashes
-from ops.dedup.embed import embed_images
 from ops.dedup.fingerprint import DETAIL_SIDE, UndecodableImage, contrast, fingerprint, phash_from_pixels
-from ops.dedup.layout import STAGE, SUMMARY, decisions_path, details_path, hashes_path, hashes_report_path
-from ops.layout import report_path, table_path
+from ops.dedup.layout import SUMMARY, decisions_path, details_path, hashes_path
 from ops.report import StageReport
+from ops.stage import Decisions, run_shard_stage
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
@@ -37,6 +37,7 @@ HASH_FIELDS = [
     ("pixel_sha256", pa.string()),
     ("phash", pa.uint64()),
     ("contrast", pa.float32()),
+    ("kept", pa.bool_()),
     ("reason", pa.string()),
     ("window_phash", pa.list_(pa.uint64())),
 ]
@@ -110,6 +111,8 @@ class _Hasher:
             self.rows[key].update(phash=value, contrast=level, window_phash=inside)
             self.details[key] = detail.tobytes()
         if self._config.semantic:
+            from ops.dedup.embed import embed_images  # torch and open_clip: only when semantic dedup is on
+
             c = self._config
             vectors = embed_images(self._images, c.embed_model, c.embed_pretrained, c.embed_batch_size)
             for key, vector in zip(self._keys, vectors, strict=True):
@@ -119,11 +122,9 @@ class _Hasher:
 
 def hash_shard(lake: Lake, shard: str, config: DedupConfig) -> StageReport:
     """Fingerprint the download-kept samples of one shard into ``dedup/hashes/<shard>.parquet``."""
-    report = StageReport(stage="dedup_hash", shard=shard)
-    with report.timed():
-        ledger = lake.read_parquet(table_path("download", shard), columns=["uid", "key", "kept"])
-        ledger = ledger.filter(pc.field("kept"))
-        uids, keys = ledger["uid"].to_pylist(), ledger["key"].to_pylist()
+
+    def decide(samples: pa.Table) -> Decisions:
+        uids, keys = samples["uid"].to_pylist(), samples["key"].to_pylist()
         wanted = set(keys)
         hasher = _Hasher(config)
         with lake.open(f"download/{shard}.tar") as f, tarfile.open(fileobj=f, mode="r|") as tar:
@@ -139,31 +140,29 @@ def hash_shard(lake: Lake, shard: str, config: DedupConfig) -> StageReport:
             row = hasher.rows.get(key, {"reason": R.MISSING_IMAGE})
             columns["uid"].append(uid)
             columns["key"].append(key)
+            columns["kept"].append(row["reason"] == "")
             for name in columns:
-                if name not in ("uid", "key"):
+                if name not in ("uid", "key", "kept"):
                     columns[name].append(row.get(name))
-        table = pa.Table.from_pydict(columns, schema=schema)
         details = {"key": list(hasher.details), "detail": list(hasher.details.values())}
         lake.write_parquet(details_path(shard), pa.Table.from_pydict(details, schema=DETAILS))
-        lake.write_parquet(hashes_path(shard), table)
-        reasons = columns["reason"]
-        report.count([r == "" for r in reasons], reasons)
-    report.extra["semantic"] = config.semantic
-    report.check()
-    lake.write_json(hashes_report_path(shard), report.to_dict())
-    return report
+        return Decisions(pa.Table.from_pydict(columns, schema=schema), extra={"semantic": config.semantic})
+
+    return run_shard_stage(lake, graph.stage("image_hashes"), shard, decide, columns=["key"])
 
 
 def dedup_shard(lake: Lake, shard: str, config: DedupConfig) -> StageReport:
     """Write ``dedup/<shard>.parquet`` and its report from the shard's hashes and the global index."""
-    report = StageReport(stage=STAGE, shard=shard)
-    with report.timed():
+
+    def decide(samples: pa.Table) -> Decisions:
         summary = lake.read_json(SUMMARY)
         if shard not in summary["shards"]:
             raise ValueError(f"shard {shard!r} is not in the dedup index; rebuild the index with it")
         if summary["config_digest"] != config.digest():
             raise ValueError("the dedup index was built with another config; rebuild it with this one")
         hashes = lake.read_parquet(hashes_path(shard), columns=["uid", "key", "pixel_sha256", "phash", "reason"])
+        if hashes["uid"].to_pylist() != samples["uid"].to_pylist():
+            raise ValueError(f"the image hashes of {shard!r} are older than its download ledger; re-run image_hashes")
         decisions = lake.read_parquet(decisions_path(shard))
         at = pc.index_in(hashes["key"], value_set=decisions["key"])
         decoded = pc.equal(hashes["reason"], "")
@@ -186,14 +185,14 @@ def dedup_shard(lake: Lake, shard: str, config: DedupConfig) -> StageReport:
             },
             schema=SCHEMA,
         )
-        lake.write_parquet(table_path(STAGE, shard), table)
-        report.count(table["kept"].to_pylist(), table["reason"].to_pylist())
         elsewhere = pc.and_(
             pc.not_equal(pc.fill_null(picked["duplicate_of_shard"], shard), shard),
             pc.not_equal(reason, R.EVAL_CONTAMINATION),
         )
-        report.extra["duplicates_in_other_shards"] = pc.sum(pc.and_(pc.invert(kept), elsewhere)).as_py() or 0
-        report.extra["index_config_digest"] = summary["config_digest"]
-    report.check()
-    lake.write_json(report_path(STAGE, shard), report.to_dict())
-    return report
+        extra = {
+            "duplicates_in_other_shards": pc.sum(pc.and_(pc.invert(kept), elsewhere)).as_py() or 0,
+            "index_config_digest": summary["config_digest"],
+        }
+        return Decisions(table, extra=extra)
+
+    return run_shard_stage(lake, graph.stage("dedup"), shard, decide)

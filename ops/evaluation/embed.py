@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 
@@ -27,6 +31,8 @@ def embed_images(
     """Image embeddings (rows, float32, not normalised), reading ``images`` lazily one batch at a time."""
     model.eval()
     out = []
+    import torch
+
     with torch.inference_mode():
         for batch in _batches(images, batch_size):
             pixels = torch.stack([preprocess(im) for im in batch]).to(device)
@@ -44,6 +50,8 @@ def embed_texts(
     """Text embeddings (rows, float32, not normalised)."""
     model.eval()
     out = []
+    import torch
+
     with torch.inference_mode():
         for batch in _batches(texts, batch_size):
             out.append(model.encode_text(tokenizer(batch).to(device)).float().cpu().numpy())

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
 from collections.abc import Callable
 
 import numpy as np
-import torch
 from PIL import Image
 
 from infra.lake import Lake

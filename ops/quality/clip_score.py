@@ -5,7 +5,9 @@ example the CLIP this pipeline trained last time, ``models:/clipfoundry-clip/3``
 (DataComp: ViT-B/32 ≥ 0.25 keeps about what ViT-L/14's top 30% keeps), so the raw score of every sample is
 stored first, in ``quality/clip/<shard>.parquet``; the filter is then an absolute threshold, or a top fraction
 whose threshold :func:`clip_threshold` computes over the scores of ALL shards, exactly as DataComp's
-``get_threshold`` does: sort descending, take the value at ``int(n × fraction)``, keep scores ≥ it.
+``get_threshold`` does: sort descending, take the value at ``int(n × fraction)``, keep scores ≥ it. That value
+moves a little with every shard added; the threshold in force follows it only when the share it keeps drifts past
+a tolerance, and the shards whose decisions a move (or a change of their own scores) can change are named.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from infra.lake import Lake
-from ops.layout import report_path, table_path
+from ops import graph
 from ops.quality import reasons as R
 from ops.quality.checkpoint import run_batches
-from ops.quality.samples import load_samples
 from ops.report import StageReport
+from ops.stage import Decisions, run_shard_stage, table_digest
 
-STAGE = "quality/clip"
 THRESHOLD_PATH = "quality/clip_threshold.json"
 SCHEMA = pa.schema([("uid", pa.string()), ("clip_score", pa.float32()), ("kept", pa.bool_()), ("reason", pa.string())])
 
@@ -110,15 +111,21 @@ class ClipScorer:
         return scores
 
 
-def clip_score_shard(lake: Lake, shard: str, scorer: ClipScorer, upstream: str, batch_size: int = 64) -> StageReport:
-    """Score every sample ``upstream`` kept and publish ``quality/clip/<shard>.parquet`` and its report.
+def clip_score_shard(lake: Lake, shard: str, scorer: ClipScorer | None, batch_size: int = 64) -> StageReport:
+    """Score every sample entering quality and publish ``quality/clip/<shard>.parquet`` and its report.
 
     Every entering sample is scored, not only those the heuristics keep, so the scores describe the pool and
-    stay valid when the heuristics change. Kept means "has a finite score".
+    stay valid when the heuristics change. Kept means "has a finite score". Without a scorer (none configured,
+    or no model registered yet) every sample is recorded as unscored (``no_model``), never given a made-up score.
     """
-    report = StageReport(stage="clip_score", shard=shard)
-    with report.timed():
-        samples = load_samples(lake, shard, upstream)
+
+    def decide(samples: pa.Table) -> Decisions:
+        if scorer is None:
+            n = samples.num_rows
+            unscored = pa.table(
+                {"uid": samples["uid"], "clip_score": pa.nulls(n, pa.float32()), "kept": [False] * n},
+            ).append_column("reason", pa.array([R.NO_MODEL] * n, pa.string()))
+            return Decisions(unscored.select(SCHEMA.names).cast(SCHEMA), extra={"model": None})
         text_of = dict(zip(samples["uid"].to_pylist(), samples["text"].to_pylist(), strict=True))
         model_before = scorer.model_seconds
 
@@ -141,60 +148,123 @@ def clip_score_shard(lake: Lake, shard: str, scorer: ClipScorer, upstream: str, 
             )
 
         pairs = list(zip(samples["uid"].to_pylist(), samples["key"].to_pylist(), strict=True))
-        settings = {"model": scorer.name, "upstream": upstream, "batch_size": batch_size}
-        rows, checkpoint = run_batches(lake, STAGE, shard, settings, pairs, batch_size, SCHEMA, process)
+        settings = {"model": scorer.name, "batch_size": batch_size}
+        rows, checkpoint = run_batches(
+            lake, graph.stage("clip_scores").home, shard, settings, pairs, batch_size, SCHEMA, process
+        )
         table = rows.take(pc.index_in(samples["uid"], value_set=rows["uid"]))
-        report.count(table["kept"].to_pylist(), table["reason"].to_pylist())
-        report.extra.update(model=scorer.name, upstream=upstream, model_seconds=scorer.model_seconds - model_before)
-        lake.write_parquet(table_path(STAGE, shard), table)
-    report.check()
-    lake.write_json(report_path(STAGE, shard), report.to_dict())
-    checkpoint.clear()
-    return report
+        extra = {"model": scorer.name, "model_seconds": scorer.model_seconds - model_before}
+        return Decisions(table, extra=extra, after_publish=checkpoint.clear)
+
+    return run_shard_stage(lake, graph.stage("clip_scores"), shard, decide, columns=["key", "text"])
 
 
-def read_clip_scores(lake: Lake, shard: str, model: str, upstream: str) -> pa.Table | None:
-    """The shard's published scores when they came from ``model`` over ``upstream``, else None."""
-    if not lake.exists(report_path(STAGE, shard)):
-        return None
-    extra = lake.read_json(report_path(STAGE, shard)).get("extra", {})
-    if extra.get("model") != model or extra.get("upstream") != upstream:
-        return None
-    return lake.read_parquet(table_path(STAGE, shard))
+def scores_model(lake: Lake, shard: str) -> str | None:
+    """The model that wrote the shard's published CLIP scores (None when it has none)."""
+    rel = graph.stage("clip_scores").report(shard)
+    return lake.read_json(rel).get("extra", {}).get("model") if lake.exists(rel) else None
+
+
+def read_clip_scores(lake: Lake, shard: str, uids: Sequence[str]) -> tuple[pa.Table, str]:
+    """The shard's published scores for exactly ``uids`` (in that order) and the model that wrote them.
+
+    Scores of another set of samples are stale (curation changed since they were computed): refused, naming
+    the step to re-run, rather than silently scoring part of the pool.
+    """
+    stage = graph.stage("clip_scores")
+    model = scores_model(lake, shard)
+    if model is None:
+        raise FileNotFoundError(f"{stage.table(shard)} is missing: run clip_scores for shard {shard!r} first")
+    table = lake.read_parquet(stage.table(shard))
+    if table["uid"].to_pylist() != list(uids):
+        raise ValueError(f"the CLIP scores of shard {shard!r} are stale (its samples changed): re-run clip_scores")
+    return table, model
 
 
 @dataclass(frozen=True)
 class ClipThreshold:
-    """The global threshold that keeps the top ``top_fraction`` of all scored samples."""
+    """The global threshold that keeps about the top ``top_fraction`` of all scored samples.
 
-    threshold: float
-    top_fraction: float
-    scores: int
-    shards: int
-    model: str
-
-
-def clip_threshold(lake: Lake, shards: Sequence[str], top_fraction: float) -> ClipThreshold:
-    """DataComp's top-fraction threshold over the finite scores of all ``shards``, written to the lake.
-
-    Sorting makes the value independent of shard order and of how samples are spread over shards; ties at the
-    threshold are all kept, as in DataComp.
+    ``exact`` is DataComp's value for the current pool; ``threshold`` is the one in force, which follows
+    ``exact`` only when the share it keeps drifts more than ``tolerance`` from ``top_fraction``. Both are None
+    when there is nothing to threshold (no top fraction configured, or no shard has scores yet): ``note`` says
+    which. ``shards`` holds a digest of each shard's scores, so the next publication can tell which changed;
+    ``affected_shards`` are those whose quality decisions this publication may change.
     """
-    if not 0.0 < top_fraction <= 1.0:
+
+    threshold: float | None
+    exact: float | None
+    top_fraction: float | None
+    tolerance: float
+    scores: int
+    kept_share: float | None
+    shards: dict[str, str]
+    model: str | None
+    affected_shards: list[str]
+    note: str = ""
+
+
+def clip_threshold(
+    lake: Lake, shards: Sequence[str], top_fraction: float | None, tolerance: float = 0.0
+) -> ClipThreshold:
+    """DataComp's top-fraction threshold over the finite scores of ``shards``, published to the lake.
+
+    Sorting makes the exact value independent of shard order and of how samples are spread over shards; ties at
+    the threshold are all kept, as in DataComp. Scores from more than one model cannot share a threshold: the
+    shards scored by a different model than the majority are named so they can be re-scored.
+    """
+    if top_fraction is not None and not 0.0 < top_fraction <= 1.0:
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
-    models = set()
-    parts = []
+    stage = graph.stage("clip_scores")
+    by_model: dict[str | None, list[str]] = {}
+    parts, digests = {}, {}
     for shard in sorted(set(shards)):
-        models.add(lake.read_json(report_path(STAGE, shard)).get("extra", {}).get("model"))
-        scores = lake.read_parquet(table_path(STAGE, shard), columns=["clip_score", "kept"])
-        parts.append(scores.filter(pc.field("kept"))["clip_score"].to_numpy())
-    if len(models) > 1:
-        raise ValueError(f"CLIP scores from different models cannot share a threshold: {sorted(map(str, models))}")
-    values = np.sort(np.concatenate(parts) if parts else np.zeros(0, np.float32))[::-1]
-    if not len(values):
-        raise ValueError("no finite CLIP score in any shard: cannot compute a top-fraction threshold")
-    index = min(int(len(values) * top_fraction), len(values) - 1)
-    result = ClipThreshold(float(values[index]), top_fraction, len(values), len(set(shards)), str(models.pop()))
+        by_model.setdefault(scores_model(lake, shard), []).append(shard)
+        table = lake.read_parquet(stage.table(shard), columns=["uid", "clip_score", "kept"])
+        digests[shard] = table_digest(table)
+        parts[shard] = table.filter(pc.field("kept"))["clip_score"].to_numpy()
+    scored = {m: group for m, group in by_model.items() if m is not None}
+    if len(scored) > 1 or (scored and None in by_model):
+        majority = max(scored, key=lambda m: len(scored[m]))
+        stale = sorted(s for m, group in by_model.items() if m != majority for s in group)
+        raise ValueError(f"CLIP scores from different models cannot share a threshold: re-run clip_scores for {stale}")
+    previous = ClipThreshold(**lake.read_json(THRESHOLD_PATH)) if lake.exists(THRESHOLD_PATH) else None
+    changed = {s for s in parts if previous is None or previous.shards.get(s) != digests[s]}
+    values = np.sort(np.concatenate(list(parts.values())) if parts else np.zeros(0, np.float32))[::-1]
+    model = next(iter(scored), None)
+    if top_fraction is None or not len(values):
+        note = "no top-fraction CLIP filter configured" if top_fraction is None else "no CLIP scores yet"
+        result = ClipThreshold(
+            None, None, top_fraction, tolerance, len(values), None, digests, model, sorted(changed), note
+        )
+        lake.write_json(THRESHOLD_PATH, asdict(result))
+        return result
+    exact = float(values[min(int(len(values) * top_fraction), len(values) - 1)])
+    comparable = (
+        previous is not None
+        and previous.threshold is not None
+        and (previous.model, previous.top_fraction) == (model, top_fraction)
+    )
+    threshold = exact
+    if comparable and abs(float(np.mean(values >= previous.threshold)) - top_fraction) <= tolerance:
+        threshold = previous.threshold
+    if not comparable:
+        affected = sorted(parts)
+    else:
+        low, high = sorted((previous.threshold, threshold))
+        moved = {s for s, v in parts.items() if low != high and np.any((v >= low) & (v < high))}
+        affected = sorted(moved | changed)
+    result = ClipThreshold(
+        threshold=threshold,
+        exact=exact,
+        top_fraction=top_fraction,
+        tolerance=tolerance,
+        scores=len(values),
+        kept_share=round(float(np.mean(values >= threshold)), 6),
+        shards=digests,
+        model=model,
+        affected_shards=affected,
+    )
     lake.write_json(THRESHOLD_PATH, asdict(result))
     return result
 
@@ -202,9 +272,11 @@ def clip_threshold(lake: Lake, shards: Sequence[str], top_fraction: float) -> Cl
 def read_clip_threshold(lake: Lake, model: str, top_fraction: float) -> float:
     """The published global threshold; refuses one computed for another model or fraction."""
     if not lake.exists(THRESHOLD_PATH):
-        raise FileNotFoundError(f"{THRESHOLD_PATH} is missing: compute clip_threshold over all shards first")
+        raise FileNotFoundError(f"{THRESHOLD_PATH} is missing: compute clip_score_threshold over all shards first")
     data = ClipThreshold(**lake.read_json(THRESHOLD_PATH))
-    if data.model != model or data.top_fraction != top_fraction:
+    if data.threshold is None or data.model != model or data.top_fraction != top_fraction:
         wanted = f"{model} top {top_fraction}"
-        raise ValueError(f"{THRESHOLD_PATH} is for {data.model} top {data.top_fraction}, not {wanted}")
+        raise ValueError(
+            f"{THRESHOLD_PATH} is for {data.model} top {data.top_fraction}, not {wanted}: re-run clip_score_threshold"
+        )
     return data.threshold

@@ -10,7 +10,6 @@ py3langid, so the language rule is the same rule on a different detector.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ops.quality import reasons as R
@@ -18,15 +17,15 @@ from ops.quality import reasons as R
 
 @dataclass(frozen=True)
 class HeuristicConfig:
-    """Each rule is off when left at its default; bounds are inclusive (``min_words=3`` keeps 3 words)."""
+    """Each rule is off at 0 (or no languages); bounds are inclusive (``min_words=3`` keeps 3 words)."""
 
     languages: tuple[str, ...] = ()
     min_words: int = 0
-    max_words: int | None = None
+    max_words: int = 0
     min_chars: int = 0
-    max_chars: int | None = None
+    max_chars: int = 0
     min_side: int = 0
-    max_aspect_ratio: float = math.inf
+    max_aspect_ratio: float = 0
 
 
 NO_HEURISTICS = HeuristicConfig()
@@ -48,17 +47,15 @@ def heuristic_reason(
     words, chars = len(caption.split()), len(caption)
     if words < config.min_words or chars < config.min_chars:
         return R.CAPTION_TOO_SHORT
-    if (config.max_words is not None and words > config.max_words) or (
-        config.max_chars is not None and chars > config.max_chars
-    ):
+    if (config.max_words and words > config.max_words) or (config.max_chars and chars > config.max_chars):
         return R.CAPTION_TOO_LONG
-    if config.min_side <= 0 and math.isinf(config.max_aspect_ratio):
+    if config.min_side <= 0 and config.max_aspect_ratio <= 0:
         return ""
     if not width or not height or width < 0 or height < 0:
         return R.UNDECODABLE
     shorter, longer = min(width, height), max(width, height)
     if shorter < config.min_side:
         return R.IMAGE_TOO_SMALL
-    if longer / shorter > config.max_aspect_ratio:
+    if config.max_aspect_ratio > 0 and longer / shorter > config.max_aspect_ratio:
         return R.ASPECT_RATIO
     return ""

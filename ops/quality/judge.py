@@ -45,6 +45,11 @@ _INTEGER = re.compile(r"0|[1-9][0-9]*")
 
 @dataclass(frozen=True)
 class JudgeConfig:
+    """The judge's model (a VLM checkpoint folder or hub id, run by ``backend``; none: no judge), its prompt and
+    how its answer is read; pairs scoring at least ``threshold`` are kept."""
+
+    model: str | None = None
+    backend: str = "hf"
     threshold: float = 9
     mode: str = "generate"
     prompt: str = JUDGE_PROMPT

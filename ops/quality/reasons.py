@@ -11,6 +11,7 @@ IMAGE_TOO_SMALL = "image_too_small"
 ASPECT_RATIO = "aspect_ratio"
 UNDECODABLE = "undecodable"  # no readable image (or image size) for the sample
 NAN_SCORE = "nan_score"  # a model returned a score that is not a number
+NO_MODEL = "no_model"  # no CLIP model to score with (none configured, or none registered yet)
 CLIP_SCORE_LOW = "clip_score_low"
 JUDGE_UNPARSEABLE = "judge_unparseable"  # the judge's answer does not end in a valid ``score: {N}``
 JUDGE_SCORE_LOW = "judge_score_low"
@@ -23,4 +24,4 @@ REASONS: tuple[str, ...] = (
     JUDGE_UNPARSEABLE,
     JUDGE_SCORE_LOW,
 )
-CLIP_SCORE_REASONS: tuple[str, ...] = (UNDECODABLE, NAN_SCORE)
+CLIP_SCORE_REASONS: tuple[str, ...] = (UNDECODABLE, NAN_SCORE, NO_MODEL)

@@ -1,7 +1,7 @@
 """The quality op: one shard's entering samples in, ``quality/<shard>.parquet`` out, every sample a row.
 
 Filters run cheapest first and each later one only sees what the earlier ones kept: metadata heuristics (no
-pixels), the CLIP score (read from ``quality/clip/<shard>.parquet``, computed first if missing), then the VLM
+pixels), the CLIP score (read from the ``clip_scores`` stage's table, which the graph runs first), then the VLM
 judge. The tar is opened only when a model filter has samples to look at. A filter without a model is not run
 and the report says so; nothing is scored or kept on a model's behalf that did not run.
 """
@@ -10,24 +10,24 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
 from infra.lake import Lake
-from ops.layout import report_path, table_path
+from ops import graph
 from ops.quality import reasons as R
 from ops.quality.checkpoint import Checkpoint, run_batches
-from ops.quality.clip_score import ClipScorer, clip_score_shard, read_clip_scores, read_clip_threshold
-from ops.quality.heuristics import DATACOMP_BASIC, HeuristicConfig, heuristic_reason
+from ops.quality.clip_score import read_clip_scores, read_clip_threshold, scores_model
+from ops.quality.config import QualityConfig
+from ops.quality.heuristics import heuristic_reason
 from ops.quality.judge import JudgeConfig, judge_pairs
-from ops.quality.samples import default_upstream, load_samples
 from ops.report import StageReport
+from ops.stage import Decisions, run_shard_stage
 from ops.vlm.backend import VlmBackend
 
-STAGE = "quality"
 SCHEMA = pa.schema(
     [
         ("uid", pa.string()),
@@ -45,39 +45,15 @@ _JUDGE_SCHEMA = pa.schema(
 )
 
 
-@dataclass(frozen=True)
-class QualityConfig:
-    """Which filters decide and where their thresholds sit; the models themselves are passed to the op.
+def quality_shard(lake: Lake, shard: str, config: QualityConfig, *, judge: VlmBackend | None = None) -> StageReport:
+    """Decide every sample curation kept; the CLIP scores are the ``clip_scores`` stage's, never recomputed here."""
 
-    With a CLIP model, exactly one of ``clip_threshold`` (absolute) or ``clip_top_fraction`` (global, read from
-    ``quality/clip_threshold.json``) applies.
-    """
-
-    heuristics: HeuristicConfig = DATACOMP_BASIC
-    clip_threshold: float | None = None
-    clip_top_fraction: float | None = None
-    clip_batch_size: int = 64
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-
-
-def quality_shard(
-    lake: Lake,
-    shard: str,
-    config: QualityConfig,
-    *,
-    clip: ClipScorer | None = None,
-    judge: VlmBackend | None = None,
-    upstream: str | None = None,
-) -> StageReport:
-    """Decide every sample the upstream stage kept; publish the table, then the report."""
-    report = StageReport(stage=STAGE, shard=shard)
-    with report.timed():
-        upstream = upstream or default_upstream(lake, shard)
-        samples = load_samples(lake, shard, upstream)
+    def decide(samples: pa.Table) -> Decisions:
         uids = samples["uid"].to_pylist()
         texts = samples["text"].to_pylist()
+        rules = config.heuristics.resolve()
         reasons = [
-            heuristic_reason(t, lang, w, h, config.heuristics)
+            heuristic_reason(t, lang, w, h, rules)
             for t, lang, w, h in zip(
                 texts,
                 samples["lang"].to_pylist(),
@@ -86,32 +62,33 @@ def quality_shard(
                 strict=True,
             )
         ]
-        report.extra.update(upstream=upstream, heuristics=json.dumps(asdict(config.heuristics), default=str))
-        model_seconds = 0.0
-
+        extra: dict = {"heuristics": json.dumps(asdict(rules), default=str)}
         clip_scores: list[float | None] = [None] * len(uids)
-        if clip is None:
-            report.extra["clip_score"] = "no CLIP model configured"
+        model = scores_model(lake, shard) if config.clip.model is not None else None
+        if config.clip.model is None:
+            extra["clip_score"] = "no CLIP model configured"
+        elif model is None:
+            extra["clip_score"] = "no CLIP model to score with yet (see clip_scores)"
         else:
-            threshold = _clip_threshold(lake, clip, config)
-            scores = read_clip_scores(lake, shard, clip.name, upstream)
-            if scores is None or not set(uids) <= set(scores["uid"].to_pylist()):  # upstream changed since
-                computed = clip_score_shard(lake, shard, clip, upstream, config.clip_batch_size)
-                model_seconds += computed.extra["model_seconds"]
-                scores = read_clip_scores(lake, shard, clip.name, upstream)
-            row_of = {uid: i for i, uid in enumerate(scores["uid"].to_pylist())}
-            clip_values, clip_reasons = scores["clip_score"].to_pylist(), scores["reason"].to_pylist()
-            for i, uid in enumerate(uids):
-                score, reason = clip_values[row_of[uid]], clip_reasons[row_of[uid]]
-                clip_scores[i] = score
+            scores, model = read_clip_scores(lake, shard, uids)
+            clip = config.clip
+            threshold = (
+                clip.threshold
+                if clip.threshold is not None
+                else read_clip_threshold(lake, model, float(clip.top_fraction))
+            )
+            values, clip_reasons = scores["clip_score"].to_pylist(), scores["reason"].to_pylist()
+            for i in range(len(uids)):
+                clip_scores[i] = values[i]
                 if not reasons[i]:
-                    reasons[i] = reason or (R.CLIP_SCORE_LOW if score < threshold else "")
-            report.extra.update(clip_model=clip.name, clip_threshold=threshold)
+                    reasons[i] = clip_reasons[i] or (R.CLIP_SCORE_LOW if values[i] < threshold else "")
+            extra.update(clip_model=model, clip_threshold=threshold)
 
         verdicts: dict[str, dict] = {}
         staged = None
+        model_seconds = 0.0
         if judge is None:
-            report.extra["judge"] = "no judge configured"
+            extra["judge"] = "no judge configured"
         else:
             before = judge.model_seconds
             todo = [i for i, r in enumerate(reasons) if not r]
@@ -121,12 +98,13 @@ def quality_shard(
                 reasons[i] = verdicts[uids[i]]["reason"]
             model_seconds += judge.model_seconds - before
             errors = Counter(v["judge_error"] for v in verdicts.values() if v["judge_error"])
-            report.extra.update(
+            extra.update(
                 judge=judge.name,
                 judge_mode=config.judge.mode,
                 judge_threshold=config.judge.threshold,
                 judge_errors=json.dumps(dict(sorted(errors.items()))),
             )
+        extra["model_seconds"] = model_seconds
 
         empty = {name: None for name in _JUDGE_SCHEMA.names}
         judged = [verdicts.get(uid, empty) for uid in uids]
@@ -140,22 +118,10 @@ def quality_shard(
             },
             schema=SCHEMA,
         )
-        report.count(table["kept"].to_pylist(), reasons)
-        report.extra["model_seconds"] = model_seconds
-        lake.write_parquet(table_path(STAGE, shard), table)
-    report.check()
-    lake.write_json(report_path(STAGE, shard), report.to_dict())
-    if staged is not None:
-        staged.clear()
-    return report
+        return Decisions(table, extra=extra, after_publish=staged.clear if staged is not None else None)
 
-
-def _clip_threshold(lake: Lake, clip: ClipScorer, config: QualityConfig) -> float:
-    if (config.clip_threshold is None) == (config.clip_top_fraction is None):
-        raise ValueError("with a CLIP model, set exactly one of clip_threshold or clip_top_fraction")
-    if config.clip_threshold is not None:
-        return float(config.clip_threshold)
-    return read_clip_threshold(lake, clip.name, config.clip_top_fraction)
+    columns = ["key", "text", "lang", "original_width", "original_height"]
+    return run_shard_stage(lake, graph.stage("quality"), shard, decide, columns=columns)
 
 
 def _run_judge(
@@ -186,6 +152,6 @@ def _run_judge(
 
     settings = {"judge": backend.name, "config": asdict(config)}
     pairs = list(zip([u for u, _ in todo], keys.to_pylist(), strict=True))
-    stage = f"{STAGE}/judge"
+    stage = f"{graph.stage('quality').home}/judge"
     table, checkpoint = run_batches(lake, stage, shard, settings, pairs, config.batch_size, _JUDGE_SCHEMA, process)
     return {row["uid"]: row for row in table.to_pylist()}, checkpoint

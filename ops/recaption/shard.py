@@ -1,4 +1,4 @@
-"""The recaption op: a synthetic caption beside the raw one for every sample the quality stage kept.
+"""The recaption op: a synthetic caption beside the raw one for every sample that reaches it.
 
 Synthetic captions help CLIP most when mixed with the raw alt text rather than replacing it (LaCLIP, VeCLIP,
 Recap-DataComp), so this stage never touches the raw caption: it writes ``recaption/<shard>.parquet`` with
@@ -19,14 +19,13 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from infra.lake import Lake
-from ops.layout import report_path, table_path
+from ops import graph
 from ops.quality.checkpoint import run_batches
 from ops.quality.judge import render_prompt
-from ops.quality.samples import load_samples
 from ops.report import StageReport
+from ops.stage import Decisions, run_shard_stage
 from ops.vlm.backend import VlmBackend
 
-STAGE = "recaption"
 UNDECODABLE = "undecodable"
 REASONS: tuple[str, ...] = (UNDECODABLE,)
 MAX_NEW_TOKENS = 1024
@@ -47,6 +46,11 @@ SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class RecaptionConfig:
+    """The captioner (a VLM checkpoint folder or hub id run by ``backend``; none: no synthetic captions) and how
+    it is asked; the prompt may quote the raw caption as ``{caption}``."""
+
+    model: str | None = None
+    backend: str = "hf"
     prompt: str = RECAPTION_PROMPT
     max_new_tokens: int = 160
     max_caption_chars: int = 1000
@@ -57,23 +61,12 @@ class RecaptionConfig:
             raise ValueError(f"max_new_tokens must be in 1..{MAX_NEW_TOKENS}, got {self.max_new_tokens}")
 
 
-def recaption_shard(
-    lake: Lake,
-    shard: str,
-    config: RecaptionConfig,
-    captioner: VlmBackend | None,
-    *,
-    upstream: str = "quality",
-) -> StageReport:
-    """Caption every sample ``upstream`` kept; publish the table, then the report."""
-    report = StageReport(stage=STAGE, shard=shard)
-    staged = None
-    with report.timed():
-        samples = load_samples(lake, shard, upstream)
+def recaption_shard(lake: Lake, shard: str, config: RecaptionConfig, captioner: VlmBackend | None) -> StageReport:
+    """Caption every sample the stage's declared input kept; publish the table, then the report."""
+
+    def decide(samples: pa.Table) -> Decisions:
         uids = samples["uid"].to_pylist()
-        report.extra["upstream"] = upstream
         if captioner is None:
-            report.extra["captioner"] = "no captioner configured"
             n = len(uids)
             table = pa.table(
                 {
@@ -85,44 +78,41 @@ def recaption_shard(
                 },
                 schema=SCHEMA,
             )
-        else:
-            before = captioner.model_seconds
-            caption_of = dict(zip(uids, samples["text"].to_pylist(), strict=True))
+            return Decisions(table, extra={"captioner": "no captioner configured"})
+        before = captioner.model_seconds
+        caption_of = dict(zip(uids, samples["text"].to_pylist(), strict=True))
 
-            def process(batch: list[str], images: list[Image.Image | None]) -> pa.Table:
-                ok = [i for i, im in enumerate(images) if im is not None]
-                prompts = [render_prompt(config.prompt, caption_of[batch[i]], config.max_caption_chars) for i in ok]
-                answers = captioner.generate([images[i] for i in ok], prompts, config.max_new_tokens) if ok else []
-                texts: list[str | None] = [None] * len(batch)
-                for i, answer in zip(ok, answers, strict=True):
-                    texts[i] = answer.strip() or None
-                return pa.table(
-                    {
-                        "uid": batch,
-                        "synthetic_text": texts,
-                        "captioner": [captioner.name if i in ok else None for i in range(len(batch))],
-                        "kept": [im is not None for im in images],
-                        "reason": ["" if im is not None else UNDECODABLE for im in images],
-                    },
-                    schema=SCHEMA,
-                )
-
-            settings = {"captioner": captioner.name, "upstream": upstream, "config": asdict(config)}
-            pairs = list(zip(uids, samples["key"].to_pylist(), strict=True))
-            rows, staged = run_batches(lake, STAGE, shard, settings, pairs, config.batch_size, SCHEMA, process)
-            table = rows.take(pc.index_in(samples["uid"], value_set=rows["uid"]))
-            captioned = table["synthetic_text"].drop_null()
-            report.extra.update(
-                captioner=captioner.name,
-                captioned=len(captioned),
-                empty_captions=int(pc.sum(table["kept"]).as_py() or 0) - len(captioned),
-                mean_words=float(pc.mean(pc.list_value_length(pc.utf8_split_whitespace(captioned))).as_py() or 0.0),
-                model_seconds=captioner.model_seconds - before,
+        def process(batch: list[str], images: list[Image.Image | None]) -> pa.Table:
+            ok = [i for i, im in enumerate(images) if im is not None]
+            prompts = [render_prompt(config.prompt, caption_of[batch[i]], config.max_caption_chars) for i in ok]
+            answers = captioner.generate([images[i] for i in ok], prompts, config.max_new_tokens) if ok else []
+            texts: list[str | None] = [None] * len(batch)
+            for i, answer in zip(ok, answers, strict=True):
+                texts[i] = answer.strip() or None
+            return pa.table(
+                {
+                    "uid": batch,
+                    "synthetic_text": texts,
+                    "captioner": [captioner.name if i in ok else None for i in range(len(batch))],
+                    "kept": [im is not None for im in images],
+                    "reason": ["" if im is not None else UNDECODABLE for im in images],
+                },
+                schema=SCHEMA,
             )
-        report.count(table["kept"].to_pylist(), table["reason"].to_pylist())
-        lake.write_parquet(table_path(STAGE, shard), table)
-    report.check()
-    lake.write_json(report_path(STAGE, shard), report.to_dict())
-    if staged is not None:
-        staged.clear()
-    return report
+
+        settings = {"captioner": captioner.name, "config": asdict(config)}
+        pairs = list(zip(uids, samples["key"].to_pylist(), strict=True))
+        home = graph.stage("recaption").home
+        rows, staged = run_batches(lake, home, shard, settings, pairs, config.batch_size, SCHEMA, process)
+        table = rows.take(pc.index_in(samples["uid"], value_set=rows["uid"]))
+        captioned = table["synthetic_text"].drop_null()
+        extra = {
+            "captioner": captioner.name,
+            "captioned": len(captioned),
+            "empty_captions": int(pc.sum(table["kept"]).as_py() or 0) - len(captioned),
+            "mean_words": float(pc.mean(pc.list_value_length(pc.utf8_split_whitespace(captioned))).as_py() or 0.0),
+            "model_seconds": captioner.model_seconds - before,
+        }
+        return Decisions(table, extra=extra, after_publish=staged.clear)
+
+    return run_shard_stage(lake, graph.stage("recaption"), shard, decide, columns=["key", "text"])

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import open_clip
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def register_model_config(model: str, model_config: dict[str, Any]) -> None:
     """Make a custom architecture known to open_clip by name (its model and tokenizer factories)."""
+    import open_clip  # heavy (transformers, timm): imported where a model is needed, not where settings load
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{model}.json"
         path.write_text(json.dumps(model_config))
@@ -30,6 +32,8 @@ def load_trained(
     open_clip's own loader reads the training checkpoint (its ``state_dict``, DDP's ``module.`` prefix
     removed); a custom architecture is registered under ``model`` first, as in training.
     """
+    import open_clip
+
     if model_config is not None:
         register_model_config(model, model_config)
     clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=str(checkpoint), device=device)

@@ -60,6 +60,54 @@ class TrainConfig:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@dataclass(frozen=True)
+class ModelConfig:
+    """What the ``model`` stage trains: any open_clip model name (or a custom config registered under that name),
+    and the training settings; each run's data, run folder and name come from the dataset it trains on.
+
+    ``dataset_resampled`` samples shards with replacement so every rank gets the same number of batches (an
+    uneven split of shards over ranks otherwise stalls DDP at the end of an epoch). ``retrain_cron`` set: retrain
+    on that schedule instead of on every new dataset version.
+    """
+
+    architecture: str = "ViT-B-32"
+    architecture_config: dict[str, Any] | None = None
+    batch_size: int = 256
+    epochs: int = 1
+    lr: float = 5e-4
+    warmup: int = 500
+    workers: int = 1
+    precision: str = "amp"
+    nproc_per_node: int = 1
+    synthetic_caption_prob: float = 0.0
+    online_curation: bool = False
+    seed: int = 0
+    dataset_resampled: bool = True
+    registered_model: str = "clipfoundry-clip"
+    retrain_cron: str | None = None
+
+    def train_config(self, train_data: str, samples: int, logs: str, name: str) -> TrainConfig:
+        return TrainConfig(
+            train_data=train_data,
+            train_num_samples=samples,
+            logs=logs,
+            name=name,
+            model=self.architecture,
+            model_config=self.architecture_config,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            lr=self.lr,
+            warmup=self.warmup,
+            workers=self.workers,
+            precision=self.precision,
+            nproc_per_node=self.nproc_per_node,
+            synthetic_caption_prob=self.synthetic_caption_prob,
+            online_curation=self.online_curation,
+            seed=self.seed,
+            extra_args=("--dataset-resampled",) if self.dataset_resampled else (),
+        )
+
+
 def check_shards(config: TrainConfig) -> int:
     """open_clip_train splits whole shards over ranks and loader workers and asserts on a shortfall deep inside
     every rank; say it here, before anything starts. Returns the number of shards."""

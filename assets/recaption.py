@@ -1,0 +1,34 @@
+"""recaption: a synthetic caption beside the raw one for every sample that reaches it (none without a captioner)."""
+
+import pyarrow.compute as pc
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
+
+from assets.reporting import per_shard
+from assets.settings import RecaptionSettings
+from assets.stage_asset import stage_asset
+from infra.resources import LakeResource, MlflowResource
+from ops import graph
+from ops.recaption import recaption_shard
+from ops.vlm import VlmConfig, load_backend
+
+
+@stage_asset("recaption", kinds={"pytorch", "parquet"})
+def recaption(
+    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, recaption_settings: RecaptionSettings
+) -> MaterializeResult:
+    store = lake.lake()
+    config = recaption_settings.config()
+    captioner = load_backend(VlmConfig(model=config.model, backend=config.backend)) if config.model else None
+    return per_shard(
+        context,
+        store,
+        mlflow,
+        "recaption",
+        op=lambda shard: recaption_shard(store, shard, config, captioner),
+        preview=lambda shard: (
+            store.read_parquet(graph.stage("recaption").table(shard), columns=["uid", "synthetic_text"])
+            .filter(pc.is_valid(pc.field("synthetic_text")))
+            .slice(0, 10)
+        ),
+        extra_metadata={"captioner": MetadataValue.text(captioner.name if captioner else "no captioner configured")},
+    )

@@ -1,0 +1,253 @@
+"""How the graph runs itself: each asset's automation condition, derived from the declarations in :mod:`ops.graph`
+and evaluated by the daemon's automation sensor.
+
+Every condition starts from :class:`InputsChanged`, which compares event-log storage ids, so it reads the same
+whenever the sensor was turned on and however the runs fell into ticks:
+
+- A per-shard stage is due for a shard it never ran on, once its inputs exist; when a per-shard stage it reads
+  was updated for that shard (by another run than the one that last tried this stage); or when a global step it
+  reads names the shard among the shards its new output changes (``affected_shards`` in its metadata). The
+  stages of one level that become due together for a shard are requested in the same tick and run as one run.
+- A global step is due when something it reads changed since it last ran; it waits until no shard of its level
+  is in flight (running, queued or requested on this tick), so it runs once for a batch. A failed shard is not in
+  flight: it does not hold back the others. ``once`` steps run when they have never run; ``new_version`` steps
+  (``model``) when their input has a new data version.
+- Nothing is retried after a failure until an input changes again, so a broken shard cannot make the daemon loop.
+
+Adding a shard therefore runs that shard's stages and the global steps, and re-runs an older shard's stage only
+when a global step really changed something that stage reads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    AssetSelection,
+    AutomationCondition,
+    AutomationConditionSensorDefinition,
+    DagsterEventType,
+    DagsterInstance,
+    DefaultSensorStatus,
+)
+from dagster._core.definitions.declarative_automation.automation_condition import AutomationResult
+from dagster._core.definitions.declarative_automation.automation_context import AutomationContext
+
+from ops import graph
+
+AFFECTED = "affected_shards"
+PUBLICATIONS_PAGE = 200
+_MAT = DagsterEventType.ASSET_MATERIALIZATION
+_PLANNED = DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+
+
+class InputsChanged(AutomationCondition):
+    """True where the stage's inputs changed after it last ran or tried to run, or where it never ran."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+
+    @property
+    def requires_cursor(self) -> bool:
+        return False
+
+    @property
+    def name(self) -> str:
+        return "inputs_changed"
+
+    @property
+    def description(self) -> str:
+        return f"something {self.stage} reads changed since it last ran"
+
+    def evaluate(self, context: AutomationContext) -> AutomationResult:
+        if context.candidate_subset.is_empty:
+            return AutomationResult(context, context.get_empty_subset())
+        instance = context.asset_graph_view.instance
+        stage = graph.stage(self.stage)
+        if stage.per_shard:
+            due = _due_shards(instance, stage, context.candidate_subset.expensively_compute_partition_keys())
+            subset = context.asset_graph_view.get_subset_from_partition_keys(context.key, context.partitions_def, due)
+        else:
+            subset = context.candidate_subset if _global_due(instance, stage) else context.get_empty_subset()
+        return AutomationResult(context, subset)
+
+
+def _latest_by_shard(instance: DagsterInstance, name: str, event: DagsterEventType) -> dict[str, int]:
+    return dict(instance.event_log_storage.get_latest_storage_id_by_partition(AssetKey(name), event))
+
+
+def _run_of(instance: DagsterInstance, name: str, storage_id: int) -> str | None:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(name), storage_ids=[storage_id]), limit=1
+    ).records
+    return records[0].run_id if records else None
+
+
+def _due_shards(instance: DagsterInstance, stage: graph.Stage, candidates: set[str]) -> set[str]:
+    made = _latest_by_shard(instance, stage.name, _MAT)
+    tried = _latest_by_shard(instance, stage.name, _PLANNED)
+    seen = {p: max(made.get(p, -1), tried.get(p, -1)) for p in candidates}
+    shard_deps, global_deps = graph.triggering_deps(stage.name)
+    due = {p for p in candidates if seen[p] < 0} if not stage.deps else set()  # a new shard's first stage
+    for dep in shard_deps:
+        latest = _latest_by_shard(instance, dep, _MAT)
+        for p in candidates:
+            if p not in latest or latest[p] <= seen[p] or p in due:
+                continue
+            if p in tried:  # an input written by the run that last tried this stage was that run's to use
+                attempt = instance.event_log_storage.get_latest_planned_materialization_info(AssetKey(stage.name), p)
+                if attempt is not None and attempt.run_id == _run_of(instance, dep, latest[p]):
+                    continue
+            due.add(p)
+    if global_deps:
+        inputs = [d for d in stage.deps if graph.stage(d).per_shard]
+        ready = {p: -1 for p in candidates}
+        for dep in inputs:
+            latest = _latest_by_shard(instance, dep, _MAT)
+            ready = {p: max(ready[p], latest.get(p, -1)) for p in candidates}
+        # a shard this stage never ran on is due once a global step published after its inputs were ready
+        floor = {p: seen[p] if seen[p] >= 0 else ready[p] for p in candidates if p not in due}
+        for name in global_deps:
+            for storage_id, named in _publications(instance, name, min(floor.values(), default=0)):
+                due.update(p for p in named if p in floor and storage_id > floor[p])
+    return due
+
+
+def _publications(instance: DagsterInstance, name: str, after: int) -> Iterable[tuple[int, list[str]]]:
+    """(storage id, affected shards) of every materialization of a global step after ``after``."""
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(name), after_storage_id=max(after, 0)),
+            limit=PUBLICATIONS_PAGE,
+            cursor=cursor,
+            ascending=True,
+        )
+        for record in page.records:
+            named = record.asset_materialization.metadata.get(AFFECTED)
+            yield record.storage_id, list(named.value) if named is not None else []
+        if not page.has_more:
+            return
+        cursor = page.cursor
+
+
+def _global_due(instance: DagsterInstance, stage: graph.Stage) -> bool:
+    storage = instance.event_log_storage
+    tried = storage.get_latest_planned_materialization_info(AssetKey(stage.name))
+    made = storage.get_latest_materialization_storage_ids([AssetKey(stage.name)]).get(AssetKey(stage.name))
+    if stage.trigger == "once":
+        return tried is None and made is None
+    seen = max(tried.storage_id if tried else -1, made if made is not None else -1)
+    follows = stage.follows or stage.deps
+    latest = storage.get_latest_materialization_storage_ids([AssetKey(d) for d in follows])
+    for dep in follows:
+        storage_id = latest.get(AssetKey(dep))
+        if storage_id is None or storage_id <= seen:
+            continue
+        if tried is not None and tried.run_id == _run_of(instance, dep, storage_id):
+            continue
+        if stage.trigger == "new_version" and _same_version(instance, dep, stage.name):
+            continue
+        return True
+    return False
+
+
+def _same_version(instance: DagsterInstance, dep: str, name: str) -> bool:
+    """Whether the latest output of ``name`` was made from the data version ``dep`` holds now."""
+    theirs = instance.fetch_materializations(AssetKey(dep), limit=1).records
+    ours = instance.fetch_materializations(AssetKey(name), limit=1).records
+    if not theirs or not ours:
+        return False
+    version = theirs[0].asset_materialization.tags.get("dagster/data_version")
+    return (
+        version is not None
+        and ours[0].asset_materialization.metadata.get("dataset_version") is not None
+        and (ours[0].asset_materialization.metadata["dataset_version"].value == version)
+    )
+
+
+def _in_flight(depth: int) -> AutomationCondition:
+    """Some upstream partition up to ``depth`` steps back is running, queued, or requested on this tick."""
+    moving = AutomationCondition.in_progress() | AutomationCondition.will_be_requested()
+    condition = AutomationCondition.any_deps_match(moving)
+    for _ in range(depth - 1):
+        condition = AutomationCondition.any_deps_match(moving | condition)
+    return condition.with_label(f"shards in flight ({depth} back)")
+
+
+def _shard_condition(stage: graph.Stage) -> AutomationCondition:
+    shard_deps, _ = graph.triggering_deps(stage.name)
+    due = InputsChanged(stage.name)
+    if shard_deps:
+        # requested with the stage before it, in the same tick: one run per shard for a level
+        due = due | AutomationCondition.any_deps_match(AutomationCondition.will_be_requested()).allow(
+            AssetSelection.assets(*shard_deps)
+        ).with_label(f"{', '.join(shard_deps)} requested now")
+    return (
+        due
+        & ~AutomationCondition.any_deps_missing()
+        & ~AutomationCondition.any_deps_in_progress()
+        & _deps_checked()
+        & ~AutomationCondition.in_progress()
+    ).with_label(f"{stage.name}: per shard")
+
+
+def _deps_checked() -> AutomationCondition:
+    """Every dep's blocking checks passed, or the dep runs in this same tick's run, where a failing check stops
+    this stage before it starts (so a shard's stages of one level can be requested together)."""
+    passed = AutomationCondition.all_checks_match(AutomationCondition.check_passed(), blocking_only=True)
+    return AutomationCondition.all_deps_match(passed | AutomationCondition.will_be_requested()).with_label(
+        "deps checked"
+    )
+
+
+def _global_condition(stage: graph.Stage, retrain_cron: str | None) -> AutomationCondition:
+    if stage.trigger == "new_version" and retrain_cron:
+        return AutomationCondition.on_cron(retrain_cron).with_label(f"{stage.name}: on cron {retrain_cron}")
+    condition = InputsChanged(stage.name) & ~AutomationCondition.in_progress()
+    shard_deps = [d for d in stage.deps if graph.stage(d).per_shard]
+    global_deps = [d for d in stage.deps if not graph.stage(d).per_shard]
+    if shard_deps:
+        condition &= (
+            AutomationCondition.any_deps_match(~AutomationCondition.missing())
+            .allow(AssetSelection.assets(*shard_deps))
+            .with_label("some shard ready")
+        )
+    if global_deps:
+        condition &= ~AutomationCondition.any_deps_match(AutomationCondition.missing()).allow(
+            AssetSelection.assets(*global_deps)
+        ).with_label("global inputs exist")
+    condition &= ~_in_flight(max(graph.wave_depth(stage.name), 1))
+    return condition.with_label(f"{stage.name}: once per batch")
+
+
+def condition_for(name: str, retrain_cron: str | None = None) -> AutomationCondition:
+    """The automation condition of a stage's asset."""
+    stage = graph.stage(name)
+    return _shard_condition(stage) if stage.per_shard else _global_condition(stage, retrain_cron)
+
+
+def automation_on() -> bool:
+    """``CLIPFOUNDRY_AUTOMATION=off`` leaves the graph to people (UI, CLI, backfills); on by default."""
+    value = os.environ.get("CLIPFOUNDRY_AUTOMATION", "on")
+    if value not in ("on", "off"):
+        raise ValueError(f"CLIPFOUNDRY_AUTOMATION must be 'on' or 'off', not {value!r}")
+    return value == "on"
+
+
+def automation_sensor(interval_seconds: int) -> AutomationConditionSensorDefinition:
+    """The daemon's evaluator of every condition above. It runs in the code server (the conditions include
+    project code) and asks for plain runs rather than backfills, one per shard, which start without waiting
+    for the backfill daemon's 30-second cycle."""
+    return AutomationConditionSensorDefinition(
+        "automation_sensor",
+        target=AssetSelection.all(),
+        use_user_code_server=True,
+        emit_backfills=False,
+        minimum_interval_seconds=interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING if automation_on() else DefaultSensorStatus.STOPPED,
+        description="Runs the pipeline: new shards through every stage, global steps once per batch of shards.",
+    )
