@@ -24,6 +24,7 @@ BENCHMARKS = {
     "training": "training: model wrapper vs plain open_clip_train (CPU)",
     "curation_effect": "curation effect: raw pool vs curated pool at equal samples seen",
     "cross_style": "cross-style zero-shot: trained on one emoji art style, evaluated on the other (CPU)",
+    "automation": "automation: integrating one new shard after N processed shards (real dagster-daemon)",
 }
 
 INTRO = """# Benchmarks

@@ -194,11 +194,14 @@ def resolve_clip_model(clip: ClipScoreConfig, tracker: Tracker) -> tuple[ClipMod
         return None, "no CLIP model configured"
     if clip.architecture_config is not None:
         register_model_config(clip.model, clip.architecture_config)
-    uri = clip.mlflow_uri
+    uri, source = clip.mlflow_uri, None
     if clip.registered_model is not None:
         version = tracker.latest_model_version(clip.registered_model)
         if version is None:
             return None, f"no version of {clip.registered_model} registered yet: no CLIP score"
-        uri = tracker.model_version_uri(clip.registered_model, version)
-    spec = ClipModelSpec(model=clip.model, pretrained=clip.pretrained, mlflow_uri=uri)
+        uri, source = (
+            tracker.model_version_uri(clip.registered_model, version),
+            f"models:/{clip.registered_model}/{version}",
+        )
+    spec = ClipModelSpec(model=clip.model, pretrained=clip.pretrained, mlflow_uri=uri, source=source)
     return spec, spec.name

@@ -83,6 +83,9 @@ class DownloadConfig:
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
     allow_networks: tuple[str, ...] = ()  # non-public networks the guard admits (the demo: 127.0.0.0/8)
     max_image_pixels: int = 89_478_485  # refuse bigger images before decoding (Pillow's bomb limit)
+    # "origin=replacement" pairs: fetch URLs of an origin from another one, without changing the URLs (and so the
+    # uids) the crawl recorded; the demo maps its sample web's fixed origin to the port it is served on
+    origin_overrides: tuple[str, ...] = ()
 
 
 def paths(shard: str) -> dict[str, str]:
@@ -147,6 +150,24 @@ def download_shard(lake: Lake, shard: str, config: DownloadConfig) -> StageRepor
     return run_shard_stage(lake, graph.stage("download"), shard, decide, columns=["url", "text"])
 
 
+def override_origins(urls: list[str], overrides: tuple[str, ...]) -> list[str]:
+    """The URLs to fetch: each URL under an overridden origin re-based onto its replacement."""
+    pairs = []
+    for entry in overrides:
+        origin, sep, replacement = entry.partition("=")
+        if not sep or "://" not in origin or "://" not in replacement:
+            raise ValueError(f"origin override {entry!r} is not 'scheme://host[:port]=scheme://host[:port]'")
+        pairs.append((origin.rstrip("/") + "/", replacement.rstrip("/") + "/"))
+    out = []
+    for url in urls:
+        for origin, replacement in pairs:
+            if url.startswith(origin):
+                url = replacement + url[len(origin) :]
+                break
+        out.append(url)
+    return out
+
+
 def tar_problems(_lake: Lake, _shard: str, report: StageReport) -> list[str]:
     """The download's own rule beside the ledger: the published tar holds exactly the kept samples."""
     if report.extra.get("tar_samples") != report.rows_kept:
@@ -162,7 +183,8 @@ def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict
     from ops.download_guard import guarded_img2dataset
 
     src = work / "input.parquet"
-    pq.write_table(todo.rename_columns(["uid", "url", "caption"]), src)
+    fetch = todo.set_column(1, "url", pa.array(override_origins(todo["url"].to_pylist(), config.origin_overrides)))
+    pq.write_table(fetch.rename_columns(["uid", "url", "caption"]), src)
     out_dir = work / "out"
     with guarded_img2dataset(config.allow_networks, config.max_image_pixels):
         download(

@@ -117,11 +117,19 @@ def register(lake: Lake, found: dict[str, str]) -> Registration:
 
 
 def source_for(lake: Lake, key: str) -> str:
-    """The source path a shard was registered with; a clear error when it is unknown or the file is gone."""
+    """The source path a shard was registered with; a clear error when it is unknown or the file is gone.
+
+    A partition added by hand (UI, API) before the sensor saw its file is registered here, on first use.
+    """
     check_shard_key(key)
     entry = registry(lake).get(key)
     if entry is None:
-        raise SourceError(f"shard {key!r} is not registered (the new-sources sensor registers files under sources/)")
+        found, _ = list_sources(lake)
+        if key in found:
+            register(lake, {key: found[key]})
+            entry = registry(lake).get(key)
+    if entry is None:
+        raise SourceError(f"no source file under {lake.uri(SOURCES)} for shard {key!r}")
     if not lake.exists(entry["path"]):
         raise SourceError(f"the source of shard {key!r}, {lake.uri(entry['path'])}, is gone")
     return entry["path"]

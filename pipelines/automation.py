@@ -196,12 +196,73 @@ def _shard_condition(stage: graph.Stage) -> AutomationCondition:
 
 
 def _deps_checked() -> AutomationCondition:
-    """Every dep's blocking checks passed, or the dep runs in this same tick's run, where a failing check stops
-    this stage before it starts (so a shard's stages of one level can be requested together)."""
-    passed = AutomationCondition.all_checks_match(AutomationCondition.check_passed(), blocking_only=True)
-    return AutomationCondition.all_deps_match(passed | AutomationCondition.will_be_requested()).with_label(
+    """Every dep's latest materialization passed its blocking checks, or the dep runs in this same tick's run,
+    where a failing check stops this stage before it starts (so a shard's stages of one level run together)."""
+    return AutomationCondition.all_deps_match(LatestChecked() | AutomationCondition.will_be_requested()).with_label(
         "deps checked"
     )
+
+
+class LatestChecked(AutomationCondition):
+    """True for the partitions of an asset whose latest materialization passed its blocking checks in the run that
+    made it. Dagster's ``check_passed`` looks at a check's latest execution, which on a partitioned asset belongs to
+    whichever shard ran last, so it cannot speak for one shard."""
+
+    @property
+    def requires_cursor(self) -> bool:
+        return False
+
+    @property
+    def name(self) -> str:
+        return "latest_materialization_checked"
+
+    def evaluate(self, context: AutomationContext) -> AutomationResult:
+        graph_view, key = context.asset_graph_view, context.key
+        checks = [k for k in context.asset_graph.get_check_keys_for_assets({key}) if _blocking(context, k)]
+        if not checks or context.candidate_subset.is_empty:
+            return AutomationResult(context, context.candidate_subset)
+        instance = graph_view.instance
+        if context.partitions_def is None:
+            records = instance.fetch_materializations(key, limit=1).records
+            runs = {None: records[0].run_id} if records else {}
+        else:
+            latest = _latest_by_shard(instance, key.to_user_string(), _MAT)
+            wanted = {
+                p: latest[p] for p in context.candidate_subset.expensively_compute_partition_keys() if p in latest
+            }
+            records = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=key, storage_ids=list(wanted.values())), limit=max(len(wanted), 1)
+            ).records
+            runs = {r.partition_key: r.run_id for r in records}
+        passed_runs = set.intersection(*(_passed_runs(instance, check, set(runs.values())) for check in checks))
+        good = {p for p, run in runs.items() if run in passed_runs}
+        if context.partitions_def is None:
+            return AutomationResult(context, context.candidate_subset if good else context.get_empty_subset())
+        subset = graph_view.get_subset_from_partition_keys(key, context.partitions_def, good)
+        return AutomationResult(context, subset)
+
+
+def _blocking(context: AutomationContext, check_key) -> bool:
+    return context.asset_graph.get_check_spec(check_key).blocking
+
+
+def _passed_runs(instance: DagsterInstance, check_key, runs: set[str]) -> set[str]:
+    """Which of ``runs`` executed ``check_key`` and passed it."""
+    passed: set[str] = set()
+    seen: set[str] = set()
+    cursor = None
+    while runs - seen:
+        page = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=200, cursor=cursor)
+        if not page:
+            break
+        for record in page:
+            if record.run_id in runs and record.run_id not in seen:
+                seen.add(record.run_id)
+                evaluation = record.event.dagster_event.event_specific_data if record.event else None
+                if getattr(evaluation, "passed", False):
+                    passed.add(record.run_id)
+        cursor = page[-1].id
+    return passed
 
 
 def _global_condition(stage: graph.Stage, retrain_cron: str | None) -> AutomationCondition:

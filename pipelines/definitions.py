@@ -16,25 +16,32 @@ from pipelines.profiles import current_profile, executor, resources, sensor_inte
 from pipelines.sensors import new_sources_sensor_for, refresh_sensor
 
 
-def _stage_assets() -> list[AssetsDefinition]:
+def stage_assets(retrain_cron: str | None = None) -> list[AssetsDefinition]:
+    """Every asset of the ``assets`` package, each with its stage's automation condition; exactly the declared
+    stages, or the load fails naming the difference."""
     found = [a for a in load_assets_from_package_module(assets) if isinstance(a, AssetsDefinition)]
     names = sorted(key.to_user_string() for a in found for key in a.keys)
     declared = sorted(graph.stages())
     if names != declared:
         raise ValueError(f"assets {names} do not match the declared stages {declared}")
-    cron = stage_settings(current_profile())["model_settings"].retrain_cron
     return [
         a.map_asset_specs(
-            lambda spec: spec.replace_attributes(automation_condition=condition_for(spec.key.path[-1], cron))
+            lambda spec: spec.replace_attributes(automation_condition=condition_for(spec.key.path[-1], retrain_cron))
         )
         for a in found
     ]
 
 
-defs = Definitions(
-    assets=_stage_assets(),
-    jobs=JOBS,
-    sensors=[new_sources_sensor_for(sensor_interval()), refresh_sensor, automation_sensor(sensor_interval())],
-    resources=resources(),
-    executor=executor(),
-)
+def build_definitions(profile: str | None = None, resources_override: dict | None = None) -> Definitions:
+    """The code location for a profile (tests pass their own resources)."""
+    profile = profile or current_profile()
+    return Definitions(
+        assets=stage_assets(stage_settings(profile)["model_settings"].retrain_cron),
+        jobs=JOBS,
+        sensors=[new_sources_sensor_for(sensor_interval()), refresh_sensor, automation_sensor(sensor_interval())],
+        resources=resources_override or resources(profile),
+        executor=executor(),
+    )
+
+
+defs = build_definitions()

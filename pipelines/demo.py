@@ -21,11 +21,12 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
 
 from infra.lake import Lake
+from infra.sample_web import ORIGIN as SAMPLE_WEB_ORIGIN
 from infra.sample_web import generate, metadata_entries, serve
 from ops import graph
 from ops.sources import SOURCES, registry
 from pipelines.daemon import REPO, running_daemon, wait_until_settled
-from pipelines.profiles import SAMPLE_WEB_METADATA, current_profile, sensor_interval
+from pipelines.profiles import SAMPLE_WEB_METADATA, current_profile, sample_web_port, sensor_interval
 
 SAMPLE_PREFIX = f"{SOURCES}/sample_web"
 DRIVING_SENSORS = ("new_sources_sensor", "automation_sensor")
@@ -35,20 +36,30 @@ TIMEOUT_S = 1200
 def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--serve-only", action="store_true", help="only serve the sample web (used by `make ui`)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("CLIPFOUNDRY_SAMPLE_WEB_PORT", "8765")))
+    p.add_argument("--port", type=int, default=sample_web_port())
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
 
-def prepare_sample_web(lake: Lake, work: Path, base_url: str, seed: int, **sizes: int):
-    """Generate the web in ``work`` and publish its WARCs under ``sources/sample_web/`` (unchanged ones stay)."""
+def prepare_sample_web(lake: Lake, work: Path, base_url: str, seed: int, publish: bool = True, **sizes: int):
+    """Generate the web in ``work`` and publish its WARCs under ``sources/sample_web/`` (unchanged ones stay).
+
+    The WARCs name ``base_url``, not the server's address, so they are the same bytes whatever port serves them.
+    """
     web = generate(work, base_url, seed=seed, **sizes)
     lake.write_json(SAMPLE_WEB_METADATA, metadata_entries())
-    for warc in web.warc_paths:
-        rel = f"{SAMPLE_PREFIX}/{warc.name}"
-        if not lake.exists(rel) or lake.read_bytes(rel) != warc.read_bytes():
-            lake.write_bytes(rel, warc.read_bytes())
+    if publish:
+        for warc in web.warc_paths:
+            publish_source(lake, warc)
     return web
+
+
+def publish_source(lake: Lake, warc: Path) -> str:
+    """Copy one generated WARC under ``sources/sample_web/`` unless the same bytes are there; its lake path."""
+    rel = f"{SAMPLE_PREFIX}/{warc.name}"
+    if not lake.exists(rel) or lake.read_bytes(rel) != warc.read_bytes():
+        lake.write_bytes(rel, warc.read_bytes())
+    return rel
 
 
 def ensure_sensors_running(instance: DagsterInstance) -> None:
@@ -123,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     if not lake.is_local:
         print("the demo writes its sample web next to a local data root", file=sys.stderr)
         return 2
-    base_url = f"http://127.0.0.1:{args.port}"
-    web = prepare_sample_web(lake, Path(lake.path("sample_web")), base_url, args.seed)
+    if args.port != sample_web_port():
+        print("set the port with CLIPFOUNDRY_SAMPLE_WEB_PORT: the download settings read it too", file=sys.stderr)
+        return 2
+    web = prepare_sample_web(lake, Path(lake.path("sample_web")), SAMPLE_WEB_ORIGIN, args.seed)
     with serve(web.site_dir, port=args.port) as server:
         print(f"sample web: {server.url} ({web.site_dir})")
         if args.serve_only:

@@ -14,9 +14,11 @@ from typing import Any
 
 from dagster import EnvVar, in_process_executor
 
-from assets.settings import as_resource
+from assets.settings import as_resource, settings_key
 from infra.resources import LakeResource, MlflowResource
+from infra.sample_web import ORIGIN as SAMPLE_WEB_ORIGIN
 from infra.tracking import check_tracking_uri
+from ops import graph
 from ops.crawl.shard import CrawlConfig
 from ops.curation.config import BalanceConfig, CurationConfig
 from ops.dataset.writer import DatasetConfig
@@ -24,8 +26,6 @@ from ops.dedup.config import DedupConfig
 from ops.download import DownloadConfig
 from ops.evaluation.config import EvaluationConfig
 from ops.quality.config import ClipScoreConfig, QualityConfig
-from ops.recaption.shard import RecaptionConfig
-from ops.safety import SafetyConfig
 from ops.training.config import ModelConfig
 
 PROFILES = ("demo", "local", "production")
@@ -82,14 +82,19 @@ def executor() -> Any:
     return k8s_executor()
 
 
+def sample_web_port() -> int:
+    """The port the demo serves its sample web on (``CLIPFOUNDRY_SAMPLE_WEB_PORT``)."""
+    return int(os.environ.get("CLIPFOUNDRY_SAMPLE_WEB_PORT", "8765"))
+
+
 def sensor_interval() -> int:
     """Seconds between evaluations of the sensors: quick for the demo, relaxed for a deployment."""
     return 5 if current_profile() == "demo" else 30
 
 
 def resources(profile: str | None = None) -> dict[str, Any]:
-    """The resource set for a profile (``current_profile()`` when not given): services, then stage settings
-    written as the engine's own configs."""
+    """The resource set for a profile (``current_profile()`` when not given): services, then one settings resource
+    per engine config the stage graph declares, at the profile's choice or the config's own defaults."""
     profile = profile or current_profile()
     mlflow = MlflowResource(
         # refused here when it carries credentials, before Dagster stores the resource config in a job snapshot
@@ -101,24 +106,22 @@ def resources(profile: str | None = None) -> dict[str, Any]:
 
 
 def stage_settings(profile: str) -> dict[str, Any]:
-    """Each settings resource key and the engine config a profile chooses for it."""
-    if profile != "demo":
-        return {
-            "crawl_settings": CrawlConfig(),
-            "download_settings": DownloadConfig(),
-            "dedup_settings": DedupConfig(),
-            "curation_settings": CurationConfig(),
-            "quality_settings": QualityConfig(),
-            "safety_settings": SafetyConfig(),
-            "recaption_settings": RecaptionConfig(),
-            "dataset_settings": DatasetConfig(),
-            "model_settings": ModelConfig(),
-            "evaluation_settings": EvaluationConfig(),
-        }
+    """Each settings resource key and the engine config the profile runs with: its own choices, else defaults."""
+    chosen = _demo_settings() if profile == "demo" else {}
+    return {settings_key(c): chosen.get(settings_key(c), c()) for c in graph.iter_settings()}
+
+
+def _demo_settings() -> dict[str, Any]:
+    """What the demo changes from the defaults: the sample web on 127.0.0.1, small images, a tiny CLIP."""
     return {
         "crawl_settings": CrawlConfig(allow_networks=("127.0.0.0/8",)),
         "download_settings": DownloadConfig(
-            image_size=128, timeout=5, retries=1, thread_count=32, allow_networks=("127.0.0.0/8",)
+            image_size=128,
+            timeout=5,
+            retries=1,
+            thread_count=32,
+            allow_networks=("127.0.0.0/8",),
+            origin_overrides=(f"{SAMPLE_WEB_ORIGIN}=http://127.0.0.1:{sample_web_port()}",),
         ),
         "dedup_settings": DedupConfig(eval_sets=("sample_web/eval/sample_web",)),
         "curation_settings": CurationConfig(metadata_uri=SAMPLE_WEB_METADATA, balance=BalanceConfig(t=50)),
@@ -131,8 +134,6 @@ def stage_settings(profile: str) -> dict[str, Any]:
                 top_fraction=0.7,
             )
         ),
-        "safety_settings": SafetyConfig(),
-        "recaption_settings": RecaptionConfig(),
         "dataset_settings": DatasetConfig(samples_per_shard=256),
         "model_settings": ModelConfig(
             architecture=DEMO_MODEL,

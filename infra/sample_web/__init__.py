@@ -4,10 +4,12 @@
 to, a held-out eval split of the same concepts and ``ground_truth.parquet`` with one row per image link (what
 the image shows, what its caption names, which problem it carries and which stage should catch it).
 :func:`serve` serves the files on 127.0.0.1 together with the broken and hostile routes the generator links to.
-Pages embed the server's base URL, so start the server first and generate with its ``.url``::
+Pages embed the base URL they are generated with: a test can generate with the server's own ``.url``::
 
     with serve(out / "site") as server:
         web = generate(out, server.url)
+
+while the demo generates with the fixed :data:`ORIGIN` and lets the download stage map it to the server.
 
 Concepts are coloured shapes ("red circle") with a long-tailed frequency; see ``concepts`` for the
 vocabulary, ``render`` for the pictures, ``generator`` for the noise kinds and their fractions and
@@ -18,10 +20,16 @@ from infra.sample_web.concepts import CONCEPTS, metadata_entries, ranked_concept
 from infra.sample_web.generator import EXPECT, NOISE_FRACTIONS, PER_SHARD, SOURCE_NAME, SampleWeb, generate
 from infra.sample_web.server import SampleWebServer, serve
 
+# The origin the demo's pages and WARCs name, whatever port the site is served on: the download stage maps it
+# to the server (``DownloadConfig.origin_overrides``), so a uid never depends on a port. ``.test`` is reserved
+# (RFC 2606): the name can never reach a real host.
+ORIGIN = "http://sample-web.test"
+
 __all__ = [
     "CONCEPTS",
     "EXPECT",
     "NOISE_FRACTIONS",
+    "ORIGIN",
     "PER_SHARD",
     "SOURCE_NAME",
     "SampleWeb",

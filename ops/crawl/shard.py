@@ -229,11 +229,16 @@ def _crawl_url_list(lake: Lake, source_rel: str, pairs: _PairTable, counts: _Rec
                 pairs.add(clean_src(url), caption, "caption" if caption else "", "", "")
 
 
+class SourceUnreadable(ValueError):
+    """A source file with nothing in it that reads as a record: the shard fails, naming the file, rather than
+    passing on as an empty shard."""
+
+
 def crawl_shard(lake: Lake, source_rel: str, shard: str, config: CrawlConfig) -> StageReport:
     """Crawl one source file (WARC, WAT or URL-list parquet) into ``crawl/<shard>.parquet`` and its report.
 
-    Damaged records and files are counted in the report, never raised; a missing source file raises, since
-    that is a wrong path rather than bad data.
+    Damaged records are counted in the report, never raised; a missing source file, or one in which not a single
+    record can be read, raises: the first is a wrong path, the second not a web archive at all.
     """
 
     def decide(_: None) -> Decisions:
@@ -247,6 +252,8 @@ def crawl_shard(lake: Lake, source_rel: str, shard: str, config: CrawlConfig) ->
                 raise FileNotFoundError(lake.uri(source_rel))
             for record in iter_warc(lambda: lake.open(source_rel)):
                 _take_record(record, pairs, counts)
+            if counts.records_in == counts.failed[R.NOT_A_WARC] > 0:
+                raise SourceUnreadable(f"{lake.uri(source_rel)} holds no WARC or WAT record at all")
         return Decisions(pairs.to_table(), extra={"source_format": fmt, **counts.to_extra(len(pairs))})
 
     return run_shard_stage(lake, graph.stage("crawl"), shard, decide)

@@ -46,6 +46,7 @@ class ClipModelSpec:
     mlflow_uri: str | None = None
     device: str | None = None
     cache_dir: str | None = None
+    source: str | None = None  # how people name the weights (``models:/name/3``) when the URI is a storage path
 
     def __post_init__(self) -> None:
         if (self.pretrained is None) == (self.mlflow_uri is None):
@@ -53,7 +54,7 @@ class ClipModelSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.model}@{self.mlflow_uri or self.pretrained}"
+        return f"{self.model}@{self.source or self.mlflow_uri or self.pretrained}"
 
 
 class ClipScorer:

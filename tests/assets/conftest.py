@@ -10,6 +10,7 @@ import pytest
 
 from infra.lake import Lake
 from infra.sample_web import serve
+from ops.sources import sync
 from pipelines.demo import prepare_sample_web
 from tests.conftest import REPO
 
@@ -30,7 +31,8 @@ def small_web(tmp_path_factory) -> Web:
     site.mkdir(parents=True)
     with serve(site) as server:
         prepare_sample_web(lake, root / "sample_web", server.url, seed=1, n_shards=2, pages_per_shard=8)
-        yield Web(lake, root, server.url, ["sample_web.shard-0000", "sample_web.shard-0001"])
+        registered, _ = sync(lake, set())  # as the new-sources sensor does
+        yield Web(lake, root, server.url, registered)
 
 
 @pytest.fixture

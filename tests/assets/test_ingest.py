@@ -11,15 +11,22 @@ import pyarrow.parquet as pq
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
 from assets.crawl import crawl
-from assets.curation import curation, curation_matches, entry_counts, metaclip_metadata
+from assets.curation import curation, entry_counts, metaclip_metadata
 from assets.dataset import dataset
 from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
-from assets.quality import clip_score_threshold, clip_scores, quality, recaption
-from assets.settings import CurationSettings, DatasetSettings, EvaluationSettings, ModelSettings, QualitySettings
+from assets.quality import clip_score_threshold, clip_scores, quality
+from assets.recaption import recaption
+from assets.safety import safety
+from assets.settings import as_resource
 from assets.training import evaluation, model
 from infra.tracking import Tracker, default_tracking_uri
-from ops.curation import spacing
+from ops.curation import BalanceConfig, CurationConfig, spacing
+from ops.curation.stage import ENTRY_COUNTS
+from ops.dataset.writer import LATEST, DatasetConfig, decisions_path
+from ops.evaluation.config import EvaluationConfig
+from ops.quality.config import ClipScoreConfig, QualityConfig
+from ops.training.config import ModelConfig
 from pipelines.partitions import shards
 from pipelines.profiles import SAMPLE_WEB_METADATA, resources
 from tests.conftest import REPO
@@ -37,7 +44,8 @@ T_SMALL_WEB = 1  # the small web is tiny: 6 clean captions for its head concept,
 
 
 def _head_is_cut_and_tail_is_kept(web) -> None:
-    """MetaCLIP's promise on the sample web's known concepts: fewer head samples, every tail sample.
+    """MetaCLIP's promise on the sample web's known concepts: fewer head samples, every tail sample. Balancing is
+    decided when the dataset is written, so the verdicts are the newest dataset's per-shard decisions.
 
     A sample counts for a concept when its image shows it (ground truth) and its caption names it.
     """
@@ -47,12 +55,13 @@ def _head_is_cut_and_tail_is_kept(web) -> None:
     for key in web.shards:
         crawl = web.lake.read_parquet(f"crawl/{key}.parquet", columns=["uid", "url", "text"]).to_pylist()
         info = {r["uid"]: (concept_of.get(r["url"]), r["text"]) for r in crawl}
-        table = web.lake.read_parquet(f"curation/{key}.parquet", columns=["uid", "kept"])
+        version = web.lake.read_json(LATEST)["version"]
+        table = web.lake.read_parquet(decisions_path(version, key), columns=["uid", "kept"])
         for uid, kept in zip(table["uid"].to_pylist(), table["kept"].to_pylist(), strict=True):
             concept, text = info[uid]
             if concept and f" {concept} " in spacing(text).lower():  # the caption names it as a whole phrase
                 per_concept.setdefault(concept, []).append(kept)
-    counts = web.lake.read_parquet("curation/entry_counts.parquet", columns=["entry", "count"])
+    counts = web.lake.read_parquet(ENTRY_COUNTS, columns=["entry", "count"])
     count = dict(zip(counts["entry"].to_pylist(), counts["count"].to_pylist(), strict=True))
     matches = {c: max(count.get(c, 0), count.get(c.capitalize(), 0)) for c in per_concept}
     head = max(per_concept, key=lambda c: matches[c])
@@ -110,40 +119,43 @@ def test_in_process_two_shards_through_dedup_with_checks_and_mlflow(small_web, d
         report = small_web.lake.read_json(f"dedup/{key}.report.json")
         assert report["rows_in"] == small_web.lake.read_json(f"download/{key}.report.json")["rows_kept"]
 
-    # MetaCLIP curation: the sample web's metadata, matches, global counts, balancing
+    # MetaCLIP curation: the sample web's metadata, matches, global counts (balancing comes with the dataset)
     assert materialize([metaclip_metadata], resources=res, instance=instance).success
     for key in small_web.shards:
-        assert materialize([curation_matches], partition_key=key, resources=res, instance=instance).success
-        assert _latest_check_passed(instance, "curation_matches")
-    assert materialize([entry_counts], resources=res, instance=instance).success
-    small_t = {**res, "curation_settings": CurationSettings(metadata_uri=SAMPLE_WEB_METADATA, t=T_SMALL_WEB)}
-    for key in small_web.shards:
-        assert materialize([curation], partition_key=key, resources=small_t, instance=instance).success
+        assert materialize([curation], partition_key=key, resources=res, instance=instance).success
         assert _latest_check_passed(instance, "curation")
-    _head_is_cut_and_tail_is_kept(small_web)
-    [curation_run] = tracker.runs_for(instance.fetch_materializations(AssetKey("curation"), limit=1).records[0].run_id)
-    plots = [a.path for a in tracker.client.list_artifacts(curation_run.info.run_id, "curation")]
+    assert materialize([entry_counts], resources=res, instance=instance).success
+    [counts_run] = tracker.runs_for(
+        instance.fetch_materializations(AssetKey("entry_counts"), limit=1).records[0].run_id
+    )
+    plots = [a.path for a in tracker.client.list_artifacts(counts_run.info.run_id, "curation")]
     assert "curation/entry_counts_head_tail.png" in plots
 
-    # quality + recaption with the demo's honest defaults: heuristics only, no model invented
+    # quality, safety, recaption with the demo's honest defaults: heuristics only, no model invented
     for key in small_web.shards:
         assert materialize([clip_scores], partition_key=key, resources=res, instance=instance).success
+        assert _latest_check_passed(instance, "clip_scores")
     assert materialize([clip_score_threshold], resources=res, instance=instance).success
     for key in small_web.shards:
-        assert materialize([quality, recaption], partition_key=key, resources=res, instance=instance).success
-        assert _latest_check_passed(instance, "quality") and _latest_check_passed(instance, "recaption")
+        assert materialize([quality, safety, recaption], partition_key=key, resources=res, instance=instance).success
+        assert all(_latest_check_passed(instance, a) for a in ("quality", "safety", "recaption"))
         q = small_web.lake.read_json(f"quality/{key}.report.json")
         assert q["rows_in"] == small_web.lake.read_json(f"curation/{key}.report.json")["rows_kept"]
-        assert q["extra"]["clip_score"] == "no CLIP model configured" and q["extra"]["judge"] == "no judge configured"
+        assert q["extra"]["clip_score"] == "no CLIP model to score with yet (see clip_scores)"
+        assert q["extra"]["judge"] == "no judge configured"
         assert set(q["dropped"]) <= {"language", "caption_too_short", "image_too_small", "aspect_ratio"}
         assert q["dropped"]  # the sample web's tiny icons, banners and short captions
     meta = instance.fetch_materializations(AssetKey("recaption"), limit=1).records[0].asset_materialization.metadata
     assert meta["captioner"].value == "no captioner configured"
 
-    # dataset: every sample all stages kept; a second materialisation with unchanged inputs keeps the version
-    first = materialize([dataset], resources=res, instance=instance)
+    # dataset: balanced over the global counts; a second materialisation with unchanged inputs keeps the version
+    small_t = {
+        **res,
+        "curation_settings": as_resource(CurationConfig(SAMPLE_WEB_METADATA, balance=BalanceConfig(t=T_SMALL_WEB))),
+    }
+    first = materialize([dataset], resources=small_t, instance=instance)
     assert first.success
-    second = materialize([dataset], resources=res, instance=instance)
+    second = materialize([dataset], resources=small_t, instance=instance)
     assert second.success
     versions = [
         r.asset_materialization.metadata for r in instance.fetch_materializations(AssetKey("dataset"), limit=2).records
@@ -153,7 +165,8 @@ def test_in_process_two_shards_through_dedup_with_checks_and_mlflow(small_web, d
     kept_by_recaption = sum(
         small_web.lake.read_json(f"recaption/{k}.report.json")["rows_kept"] for k in small_web.shards
     )
-    assert versions[0]["samples"].value == kept_by_recaption
+    assert 0 < versions[0]["samples"].value < kept_by_recaption  # balancing cut the head
+    _head_is_cut_and_tail_is_kept(small_web)
 
     _train_and_evaluate(small_web, res, instance, tracker)
 
@@ -204,20 +217,22 @@ def _train_and_evaluate(small_web, res, instance, tracker) -> None:
 
     res = {
         **res,
-        "dataset_settings": DatasetSettings(samples_per_shard=16),
-        "model_settings": ModelSettings(
-            architecture="cf-tiny-asset-test",
-            architecture_config=TINY,
-            batch_size=8,
-            epochs=4,
-            lr=1e-3,
-            warmup=2,
-            workers=1,
-            precision="fp32",
-            nproc_per_node=2,
-            registered_model="clipfoundry-test",
+        "dataset_settings": as_resource(DatasetConfig(samples_per_shard=16)),
+        "model_settings": as_resource(
+            ModelConfig(
+                architecture="cf-tiny-asset-test",
+                architecture_config=TINY,
+                batch_size=8,
+                epochs=4,
+                lr=1e-3,
+                warmup=2,
+                workers=1,
+                precision="fp32",
+                nproc_per_node=2,
+                registered_model="clipfoundry-test",
+            )
         ),
-        "evaluation_settings": EvaluationSettings(classification_sets=["sample_web/eval/sample_web"]),
+        "evaluation_settings": as_resource(EvaluationConfig(classification_sets=("sample_web/eval/sample_web",))),
     }
     assert materialize([dataset], resources=res, instance=instance).success
     trained = materialize([model], resources=res, instance=instance)
@@ -248,18 +263,28 @@ def _train_and_evaluate(small_web, res, instance, tracker) -> None:
     assert "rarest classes first" in ev["neglected_tails"].value
 
     # the next curation round scores CLIP with the model just trained and registered (top half kept)
-    res["quality_settings"] = QualitySettings(
-        clip_model="cf-tiny-asset-test",
-        clip_architecture_config=TINY,
-        clip_registered_model="clipfoundry-test",
-        clip_top_fraction=0.5,
+    res["quality_settings"] = as_resource(
+        QualityConfig(
+            clip=ClipScoreConfig(
+                model="cf-tiny-asset-test",
+                architecture_config=TINY,
+                registered_model="clipfoundry-test",
+                top_fraction=0.5,
+            )
+        )
     )
-    key = small_web.shards[0]
+    key, other = small_web.shards
     assert materialize([clip_scores], partition_key=key, resources=res, instance=instance).success
+    # the other shard's scores are from before the model existed: one threshold cannot span both, and says so
+    stale = materialize([clip_score_threshold], resources=res, instance=instance, raise_on_error=False)
+    assert not stale.success
+    [failure] = [e for e in stale.all_events if e.is_step_failure]
+    assert f"re-run clip_scores for ['{other}']" in failure.step_failure_data.error.cause.message
+    assert materialize([clip_scores], partition_key=other, resources=res, instance=instance).success
     assert materialize([clip_score_threshold], resources=res, instance=instance).success
     assert materialize([quality], partition_key=key, resources=res, instance=instance).success
     q = small_web.lake.read_json(f"quality/{key}.report.json")
     assert q["extra"]["clip_model"].startswith("cf-tiny-asset-test@")
-    qm = instance.fetch_materializations(AssetKey("quality"), limit=1).records[0].asset_materialization.metadata
-    assert qm["clip_score"].value == f"cf-tiny-asset-test@models:/clipfoundry-test/{version}"
+    sm = instance.fetch_materializations(AssetKey("clip_scores"), limit=1).records[0].asset_materialization.metadata
+    assert sm["model"].value == f"cf-tiny-asset-test@models:/clipfoundry-test/{version}"
     assert q["dropped"].get("clip_score_low", 0) > 0

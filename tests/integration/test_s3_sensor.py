@@ -6,8 +6,9 @@ import pytest
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
 
 from infra.resources import LakeResource
+from ops.sources import registry
 from pipelines.partitions import shards
-from pipelines.sensors import new_sources_sensor
+from pipelines.sensors import new_sources_sensor_for
 from tests.integration.conftest import make_bucket
 
 pytestmark = pytest.mark.integration
@@ -30,15 +31,16 @@ def test_sensor_lists_an_s3_prefix(s3_server, tmp_path):
 
         def tick():
             with build_sensor_context(instance=instance, resources={"lake": lake}) as context:
-                return new_sources_sensor(context)
+                return new_sources_sensor_for(30)(context)
 
         first = tick()
         assert isinstance(first, SensorResult)
-        assert [r.partition_key for r in first.run_requests] == ["cc.CC-MAIN-1", "laion.part-0"]
-        instance.add_dynamic_partitions(shards.name, list(first.dynamic_partitions_requests[0].partition_keys))
+        added = list(first.dynamic_partitions_requests[0].partition_keys)
+        assert added == ["cc.CC-MAIN-1", "laion.part-0"]
+        assert registry(store)["laion.part-0"]["path"] == "sources/laion/part-0.parquet"  # the registry is on S3 too
+        instance.add_dynamic_partitions(shards.name, added)
         assert isinstance(tick(), SkipReason)
 
         store.write_bytes("sources/cc/CC-MAIN-2.warc.gz", b"x")
         third = tick()
-        assert [r.partition_key for r in third.run_requests] == ["cc.CC-MAIN-2"]
-        assert [r.run_key for r in third.run_requests] == ["ingest:cc.CC-MAIN-2:1"]
+        assert list(third.dynamic_partitions_requests[0].partition_keys) == ["cc.CC-MAIN-2"]

@@ -1,10 +1,10 @@
 """The UI path: a headless dagster-webserver and dagster-daemon on the Postgres instance, driven over GraphQL.
 
-The webserver and the daemon load the project's code location (plus the refresh schedule) with the production
-services: S3 lake, MLflow server, Postgres storage from ``infra/deploy/dagster.yaml``. The test does what a
-person does in the UI: add a shard partition, materialise it, read the materialisation and its metadata; then
-turn on the new-sources sensor and the schedule and watch the daemon start their runs (the sensor's run is
-followed to success; the schedule, ticking every minute here, is stopped once its tick has created runs).
+The webserver and the daemon load the project's code location with the production services: S3 lake, MLflow
+server, Postgres storage from ``infra/deploy/dagster.yaml``; automation is off here, so the test alone decides what
+runs. It does what a person does in the UI: add a shard partition, launch a job for it, read the materialisation
+and its metadata; then turn on the new-sources sensor (a new file becomes a partition) and the refresh sensor,
+ticking every minute here, whose tick submits one backfill of the whole graph (cancelled once seen).
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ import requests
 from dagster_graphql import DagsterGraphQLClient
 
 from infra.deploy.local_services import free_port, start, stop, wait_for, wait_server
+from ops import graph
+from pipelines.sensors import REFRESH_TAG
 from tests.conftest import REPO
 from tests.integration.conftest import dagster_home_for, service_env
 
 pytestmark = pytest.mark.integration
 
-LOCATION = "tests.integration.code_location"
+LOCATION = "pipelines.definitions"
 REPOSITORY = "__repository__"
 RUN_TIMEOUT = 300
 
@@ -75,6 +77,7 @@ def ui(s3_server, s3_web, mlflow_server, postgres, tmp_path_factory) -> Iterator
         **service_env(s3_server, s3_web, mlflow_server),
         **pg_env,
         "CLIPFOUNDRY_REFRESH_CRON": "* * * * *",
+        "CLIPFOUNDRY_AUTOMATION": "off",
         "PYTHONPATH": str(REPO),
     }
     bin_dir = Path(sys.executable).parent
@@ -120,7 +123,7 @@ def test_materialise_a_partition_through_graphql(ui, s3_web):
     assert added["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess", ui.locations()
 
     run_id = ui.client.submit_job_execution(
-        "ingest_job", repository_location_name=LOCATION, repository_name=REPOSITORY, tags={"dagster/partition": shard}
+        "crawl_job", repository_location_name=LOCATION, repository_name=REPOSITORY, tags={"dagster/partition": shard}
     )
     assert _wait_run(ui, run_id) == "SUCCESS", ui.logs["daemon"].read_text()[-3000:]
 
@@ -140,40 +143,36 @@ def test_materialise_a_partition_through_graphql(ui, s3_web):
     assert "| url |" in meta["preview"]["mdStr"]
 
 
-def test_daemon_runs_the_sensor_and_the_schedule(ui, s3_web):
+def test_daemon_runs_the_new_sources_and_refresh_sensors(ui, s3_web):
     new_shard = s3_web.shards[1]
     s3_web.publish(new_shard)
     repo = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
-    started = ui.query(
-        """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
-             __typename ... on Sensor { sensorState { status } } } }""",
-        s={**repo, "sensorName": "new_sources_sensor"},
-    )
-    assert started["startSensor"]["sensorState"]["status"] == "RUNNING"
-    scheduled = ui.query(
-        """mutation($s: ScheduleSelector!) { startSchedule(scheduleSelector: $s) {
-             __typename ... on ScheduleStateResult { scheduleState { id selectorId status } } } }""",
-        s={**repo, "scheduleName": "refresh_schedule"},
-    )
-    assert scheduled["startSchedule"]["scheduleState"]["status"] == "RUNNING"
+    for name in ("new_sources_sensor", "refresh_sensor"):
+        started = ui.query(
+            """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
+                 __typename ... on Sensor { sensorState { status } } } }""",
+            s={**repo, "sensorName": name},
+        )
+        assert started["startSensor"]["sensorState"]["status"] == "RUNNING", started
 
-    [sensor_run] = wait_for(
-        lambda: ui.runs(**{"dagster/sensor_name": "new_sources_sensor"}), RUN_TIMEOUT, 2, "the sensor's run"
-    )
-    assert {t["key"]: t["value"] for t in sensor_run["tags"]}["dagster/partition"] == new_shard
-    assert _wait_run(ui, sensor_run["runId"]) == "SUCCESS", ui.logs["daemon"].read_text()[-3000:]
+    def partitions() -> list[str]:
+        data = ui.query("""{ assetNodeOrError(assetKey: {path: ["crawl"]}) { ... on AssetNode { partitionKeys } } }""")
+        return data["assetNodeOrError"]["partitionKeys"]
 
-    schedule_runs = wait_for(
-        lambda: ui.runs(**{"dagster/schedule_name": "refresh_schedule"}), 150, 2, "a refresh_schedule tick"
+    assert new_shard in wait_for(lambda: new_shard in partitions() and partitions(), RUN_TIMEOUT, 2, "the partition")
+
+    def refresh_backfills() -> list[dict]:
+        data = ui.query(
+            """{ partitionBackfillsOrError { ... on PartitionBackfills { results { id status
+                 tags { key value } assetSelection { path } } } } }"""
+        )
+        return [
+            b for b in data["partitionBackfillsOrError"]["results"] if any(t["key"] == REFRESH_TAG for t in b["tags"])
+        ]
+
+    [backfill] = wait_for(refresh_backfills, 200, 2, "a refresh_sensor tick after the one that armed it")
+    assert {"/".join(a["path"]) for a in backfill["assetSelection"]} == set(graph.stages())
+    cancelled = ui.query(
+        """mutation($id: String!) { cancelPartitionBackfill(backfillId: $id) { __typename } }""", id=backfill["id"]
     )
-    state = scheduled["startSchedule"]["scheduleState"]
-    stopped = ui.query(
-        """mutation($id: String, $sel: String) { stopRunningSchedule(id: $id, scheduleSelectorId: $sel) {
-             ... on ScheduleStateResult { scheduleState { status } } } }""",
-        id=state["id"],
-        sel=state["selectorId"],
-    )
-    assert stopped["stopRunningSchedule"]["scheduleState"]["status"] == "STOPPED"
-    partitions = {t["value"] for r in schedule_runs for t in r["tags"] if t["key"] == "dagster/partition"}
-    assert partitions and partitions <= set(s3_web.shards)
-    assert all(r["status"] != "FAILURE" for r in schedule_runs)
+    assert cancelled["cancelPartitionBackfill"]["__typename"] == "CancelBackfillSuccess"
