@@ -4,8 +4,8 @@ that the dataset step balances with (``p_keep`` is computed there, so no shard's
 import pyarrow.compute as pc
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
-from assets.reporting import affected_metadata, markdown_table, per_shard, track
-from assets.settings import CurationSettings
+from assets.reporting import affected_metadata, markdown_table, per_shard, track, tracking_metadata
+from assets.settings import CurationSettings, GuardrailSettings
 from assets.stage_asset import stage_asset
 from infra.resources import LakeResource, MlflowResource
 from ops import graph
@@ -44,10 +44,19 @@ def metaclip_metadata(
 
 
 @stage_asset("curation", kinds={"python", "parquet"})
-def curation(context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource) -> MaterializeResult:
+def curation(
+    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, guardrail_settings: GuardrailSettings
+) -> MaterializeResult:
     store = lake.lake()
     matcher = Matcher(load_metadata(METADATA, lake=store))
-    return per_shard(context, store, mlflow, "curation", op=lambda shard: match_shard(store, shard, matcher))
+    return per_shard(
+        context,
+        store,
+        mlflow,
+        "curation",
+        guardrails=guardrail_settings.config(),
+        op=lambda shard: match_shard(store, shard, matcher),
+    )
 
 
 @stage_asset("entry_counts", kinds={"python", "parquet"})
@@ -71,6 +80,6 @@ def entry_counts(
             "matches": MetadataValue.int(int(pc.sum(counts["count"]).as_py() or 0)),
             "t": MetadataValue.float(float(t)),
             "top_entries": MetadataValue.md(markdown_table(counts.select(["entry", "count"]), limit=15)),
-            "mlflow_run_id": MetadataValue.text(run_id),
+            **tracking_metadata(mlflow.tracker(store), run_id),
         }
     )

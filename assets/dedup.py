@@ -5,8 +5,8 @@ the index's decisions for it changed."""
 import pyarrow.compute as pc
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
-from assets.reporting import affected_metadata, per_shard, track
-from assets.settings import DedupSettings
+from assets.reporting import affected_metadata, per_shard, track, tracking_metadata
+from assets.settings import DedupSettings, GuardrailSettings
 from assets.stage_asset import stage_asset
 from infra.resources import LakeResource, MlflowResource
 from ops import graph
@@ -18,11 +18,22 @@ from pipelines.partitions import shards
 
 @stage_asset("image_hashes", kinds={"python", "parquet"})
 def image_hashes(
-    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, dedup_settings: DedupSettings
+    context: AssetExecutionContext,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    dedup_settings: DedupSettings,
+    guardrail_settings: GuardrailSettings,
 ) -> MaterializeResult:
     store = lake.lake()
     config = dedup_settings.config()
-    return per_shard(context, store, mlflow, "image_hashes", op=lambda shard: hash_shard(store, shard, config))
+    return per_shard(
+        context,
+        store,
+        mlflow,
+        "image_hashes",
+        guardrails=guardrail_settings.config(),
+        op=lambda shard: hash_shard(store, shard, config),
+    )
 
 
 @stage_asset("dedup_index", kinds={"python", "parquet"})
@@ -50,7 +61,7 @@ def dedup_index(
             "largest_cluster": MetadataValue.int(int(extra.get("largest_cluster", 0))),
             "cluster_sizes": MetadataValue.json({str(k): v for k, v in sorted(sizes.items())}),
             "seconds": MetadataValue.float(round(report.seconds, 3)),
-            "mlflow_run_id": MetadataValue.text(run_id),
+            **tracking_metadata(mlflow.tracker(store), run_id),
             **affected_metadata(extra["affected_shards"], "their dedup decisions changed (or are new)"),
         }
     )
@@ -58,7 +69,11 @@ def dedup_index(
 
 @stage_asset("dedup", kinds={"python", "parquet"})
 def dedup(
-    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, dedup_settings: DedupSettings
+    context: AssetExecutionContext,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    dedup_settings: DedupSettings,
+    guardrail_settings: GuardrailSettings,
 ) -> MaterializeResult:
     store = lake.lake()
     config = dedup_settings.config()
@@ -67,6 +82,7 @@ def dedup(
         store,
         mlflow,
         "dedup",
+        guardrails=guardrail_settings.config(),
         op=lambda shard: dedup_shard(store, shard, config),
         preview=lambda shard: (
             store.read_parquet(

@@ -3,7 +3,7 @@
 from dagster import AssetExecutionContext, MaterializeResult
 
 from assets.reporting import per_shard
-from assets.settings import DownloadSettings
+from assets.settings import DownloadSettings, GuardrailSettings
 from assets.stage_asset import stage_asset
 from infra.resources import LakeResource, MlflowResource
 from ops.download import download_shard, paths
@@ -11,7 +11,11 @@ from ops.download import download_shard, paths
 
 @stage_asset("download", kinds={"python", "webdataset"})
 def download(
-    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, download_settings: DownloadSettings
+    context: AssetExecutionContext,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    download_settings: DownloadSettings,
+    guardrail_settings: GuardrailSettings,
 ) -> MaterializeResult:
     store = lake.lake()
     config = download_settings.config()
@@ -20,6 +24,7 @@ def download(
         store,
         mlflow,
         "download",
+        guardrails=guardrail_settings.config(),
         op=lambda shard: download_shard(store, shard, config),
         preview=lambda shard: store.read_parquet(
             paths(shard)["ledger"], columns=["url", "kept", "reason", "width", "height", "error_message"]

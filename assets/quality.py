@@ -4,7 +4,7 @@
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from assets.reporting import affected_metadata, per_shard
-from assets.settings import QualitySettings
+from assets.settings import GuardrailSettings, QualitySettings
 from assets.stage_asset import stage_asset
 from infra.resources import LakeResource, MlflowResource
 from infra.tracking import resolve_clip_model
@@ -17,7 +17,11 @@ from pipelines.partitions import shards
 
 @stage_asset("clip_scores", kinds={"pytorch", "parquet"})
 def clip_scores(
-    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, quality_settings: QualitySettings
+    context: AssetExecutionContext,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    quality_settings: QualitySettings,
+    guardrail_settings: GuardrailSettings,
 ) -> MaterializeResult:
     store = lake.lake()
     clip = quality_settings.config().clip
@@ -28,6 +32,7 @@ def clip_scores(
         store,
         mlflow,
         "clip_scores",
+        guardrails=guardrail_settings.config(),
         op=lambda shard: clip_score_shard(store, shard, scorer, clip.batch_size),
         extra_metadata={"model": MetadataValue.text(description)},
     )
@@ -60,7 +65,11 @@ def clip_score_threshold(
 
 @stage_asset("quality", kinds={"pytorch", "parquet"})
 def quality(
-    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, quality_settings: QualitySettings
+    context: AssetExecutionContext,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    quality_settings: QualitySettings,
+    guardrail_settings: GuardrailSettings,
 ) -> MaterializeResult:
     store = lake.lake()
     config = quality_settings.config()
@@ -72,6 +81,7 @@ def quality(
         store,
         mlflow,
         "quality",
+        guardrails=guardrail_settings.config(),
         op=lambda shard: quality_shard(store, shard, config, judge=judge),
         preview=lambda shard: store.read_parquet(
             graph.stage("quality").table(shard), columns=["uid", "clip_score", "judge_score", "kept", "reason"]

@@ -4,7 +4,7 @@ import pyarrow.compute as pc
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from assets.reporting import per_shard
-from assets.settings import RecaptionSettings
+from assets.settings import GuardrailSettings, RecaptionSettings
 from assets.stage_asset import stage_asset
 from infra.resources import LakeResource, MlflowResource
 from ops import graph
@@ -14,7 +14,11 @@ from ops.vlm import VlmConfig, load_backend
 
 @stage_asset("recaption", kinds={"pytorch", "parquet"})
 def recaption(
-    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, recaption_settings: RecaptionSettings
+    context: AssetExecutionContext,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    recaption_settings: RecaptionSettings,
+    guardrail_settings: GuardrailSettings,
 ) -> MaterializeResult:
     store = lake.lake()
     config = recaption_settings.config()
@@ -24,6 +28,7 @@ def recaption(
         store,
         mlflow,
         "recaption",
+        guardrails=guardrail_settings.config(),
         op=lambda shard: recaption_shard(store, shard, config, captioner),
         preview=lambda shard: (
             store.read_parquet(graph.stage("recaption").table(shard), columns=["uid", "synthetic_text"])

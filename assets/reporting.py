@@ -11,13 +11,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
-from dagster import AssetCheckResult, AssetExecutionContext, MaterializeResult, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue
 
-from assets.checks import ROWS_CONSERVED
+from assets.checks import DROP_SHARE, ROWS_CONSERVED
 from infra.lake import Lake
 from infra.resources import MlflowResource
 from infra.tracking import Tracker
 from ops import graph
+from ops.guardrails import GuardrailConfig, drop_verdict
 from ops.report import StageReport
 from ops.stage import conservation_problems
 
@@ -37,6 +38,15 @@ def run_tags(context: AssetExecutionContext) -> dict[str, str]:
     return tags
 
 
+def run_name(context: AssetExecutionContext) -> str:
+    """What a person reads in the MLflow run list: what ran (the job, or the assets of an automation or backfill
+    run) and for which shards."""
+    run = context.run
+    assets = "+".join(sorted(k.to_user_string() for k in run.asset_selection or []))
+    what = assets if run.job_name.startswith("__") and assets else run.job_name
+    return f"{what} · {run_tags(context).get('dagster.partitions', 'all shards')}"
+
+
 def open_tracking(context: AssetExecutionContext, mlflow: MlflowResource, lake: Lake) -> Future[tuple[Tracker, str]]:
     """Open this Dagster run's MLflow run in a background thread.
 
@@ -46,10 +56,11 @@ def open_tracking(context: AssetExecutionContext, mlflow: MlflowResource, lake: 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-open")
     tags = run_tags(context)
     dagster_run_id = context.run.run_id
+    name = run_name(context)
 
     def open_run() -> tuple[Tracker, str]:
         tracker = mlflow.tracker(lake)
-        return tracker, tracker.run_for(dagster_run_id, tags, run_name=f"dagster-{dagster_run_id[:8]}")
+        return tracker, tracker.run_for(dagster_run_id, tags, run_name=name)
 
     future = pool.submit(open_run)
     pool.shutdown(wait=False)
@@ -63,11 +74,41 @@ def track(
     reports: Sequence[StageReport],
     opened: Future[tuple[Tracker, str]] | None = None,
 ) -> str:
-    """Log the reports into this Dagster run's MLflow run (``opened`` early by :func:`open_tracking` or now)."""
+    """Log the reports into this Dagster run's MLflow run (``opened`` early by :func:`open_tracking` or now): one
+    child run per shard with that shard's numbers, and the run's totals on the parent."""
     tracker, run_id = (opened or open_tracking(context, mlflow, lake)).result()
-    for step, report in enumerate(reports):
-        tracker.log_report(run_id, report, step=step)
+    tags = run_tags(context)
+    for report in reports:
+        if report.shard != "all":
+            child = tracker.shard_run_for(context.run.run_id, run_id, report.shard, tags)
+            tracker.log_report(child, report)
+    for total in totals(reports):
+        tracker.log_report(run_id, total)
     return run_id
+
+
+def totals(reports: Sequence[StageReport]) -> list[StageReport]:
+    """One report per stage summed over shards (a global step's report is its own total)."""
+    by_stage: dict[str, StageReport] = {}
+    for report in reports:
+        if report.shard == "all":
+            by_stage[report.stage] = report
+            continue
+        total = by_stage.setdefault(report.stage, StageReport(stage=report.stage, shard="all"))
+        total.rows_in += report.rows_in
+        total.rows_kept += report.rows_kept
+        total.dropped.update(report.dropped)
+        total.seconds += report.seconds
+    return list(by_stage.values())
+
+
+def tracking_metadata(tracker: Tracker, run_id: str) -> dict[str, MetadataValue]:
+    """The MLflow run of this materialization: its id, and a link when there is an MLflow UI to open."""
+    meta = {"mlflow_run_id": MetadataValue.text(run_id)}
+    url = tracker.run_url(run_id)
+    if url:
+        meta["mlflow_run"] = MetadataValue.url(url)
+    return meta
 
 
 def markdown_table(table: pa.Table, limit: int = 10, width: int = 60) -> str:
@@ -117,6 +158,7 @@ def per_shard(
     mlflow: MlflowResource,
     stage: str,
     op: Callable[[str], StageReport],
+    guardrails: GuardrailConfig,
     preview: Callable[[str], pa.Table] | None = None,
     extra_metadata: dict[str, MetadataValue] | None = None,
 ) -> MaterializeResult:
@@ -137,7 +179,7 @@ def per_shard(
             problems[shard] = found
     mlflow_run = track(context, mlflow, lake, reports, opened)
     metadata = stage_metadata(reports)
-    metadata["mlflow_run_id"] = MetadataValue.text(mlflow_run)
+    metadata.update(tracking_metadata(opened.result()[0], mlflow_run))
     metadata.update(extra_metadata or {})
     if preview is not None:
         metadata["preview"] = MetadataValue.md(markdown_table(preview(reports[-1].shard)))
@@ -149,7 +191,19 @@ def per_shard(
             "problems": MetadataValue.json(problems),
         },
     )
-    return MaterializeResult(metadata=metadata, check_results=[check_result])
+    verdicts = [v for v in (drop_verdict(r, guardrails) for r in reports) if v]
+    for verdict in verdicts:
+        context.log.warning(verdict)
+    drop_check = AssetCheckResult(
+        check_name=DROP_SHARE,
+        passed=not verdicts,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "max_drop_share": MetadataValue.float(guardrails.max_drop_share),
+            "flagged": MetadataValue.json(verdicts),
+        },
+    )
+    return MaterializeResult(metadata=metadata, check_results=[check_result, drop_check])
 
 
 def affected_metadata(affected: Sequence[str], why: str) -> dict[str, MetadataValue]:

@@ -14,11 +14,11 @@ from dagster import (
     PipesSubprocessClient,
 )
 
-from assets.reporting import markdown_table
+from assets.reporting import markdown_table, open_tracking, tracking_metadata
 from assets.settings import EvaluationSettings, ModelSettings
 from assets.stage_asset import stage_asset
 from infra.resources import LakeResource, MlflowResource
-from infra.tracking import log_clip_model
+from infra.tracking import describe_model_version, log_clip_model, record_evaluation
 from ops.curation.stage import ENTRY_COUNTS
 from ops.training import dataset_shards, load_trained
 
@@ -51,8 +51,7 @@ def model(
     samples = int(manifest.get("expected_samples_per_epoch") or manifest["samples"])
     config = model_config.train_config(pattern, max(1, samples), store.path("models/runs"), f"{version[:16]}-{digest}")
 
-    tracker = mlflow.tracker(store)
-    run_id = tracker.run_for(context.run.run_id, {"dagster.job": context.run.job_name})
+    tracker, run_id = open_tracking(context, mlflow, store).result()
     tracker.log_params(run_id, {f"train.{k}": v for k, v in settings.items()} | {"dataset.version": version})
     tracker.set_tags(run_id, {"dataset.version": version, "dataset.manifest": ds["manifest"]})
 
@@ -69,12 +68,15 @@ def model(
     reported = {k: v.value for k, v in invocation.get_materialize_result().metadata.items()}
     checkpoint = reported["checkpoint"]
     clip, _, _ = load_trained(checkpoint, config.model, config.model_config)
-    registered = log_clip_model(
+    lineage = {"dataset.version": version, "dataset.manifest": ds["manifest"], "dagster.run_id": context.run.run_id}
+    registered = log_clip_model(tracker, run_id, clip, model_config.registered_model, lineage)
+    describe_model_version(
         tracker,
-        run_id,
-        clip,
         model_config.registered_model,
-        {"dataset.version": version, "dataset.manifest": ds["manifest"], "dagster.run_id": context.run.run_id},
+        registered,
+        f"{config.model} trained by open_clip_train on dataset {version} ({manifest['samples']} samples, "
+        f"{reported['steps']} steps, final loss {reported['final_loss']:.4g}); Dagster run {context.run.run_id}.",
+        {"dataset.samples": manifest["samples"], "train.final_loss": reported["final_loss"]},
     )
     return MaterializeResult(
         metadata={
@@ -83,7 +85,7 @@ def model(
             "model": MetadataValue.text(config.model),
             "model_config": MetadataValue.json(config.model_config or {}),
             "registered_model": MetadataValue.text(f"{model_config.registered_model}/{registered}"),
-            "mlflow_run_id": MetadataValue.text(run_id),
+            **tracking_metadata(tracker, run_id),
         }
     )
 
@@ -108,9 +110,8 @@ def evaluation(
     clip, preprocess, tokenizer = load_trained(
         trained["checkpoint"], architecture.architecture, architecture.architecture_config, device=device
     )
-    tracker = mlflow.tracker(store)
-    run_id = tracker.run_for(context.run.run_id, {"dagster.job": context.run.job_name})
-    tracker.set_tags(run_id, {"evaluated.model": trained["registered_model"]})
+    tracker, parent = open_tracking(context, mlflow, store).result()
+    run_id = tracker.evaluation_run_for(context.run.run_id, parent, trained["registered_model"])
     counts = {}
     if store.exists(ENTRY_COUNTS):
         counts = entry_counts_from_table(store.read_parquet(ENTRY_COUNTS))
@@ -135,13 +136,18 @@ def evaluation(
             metrics[f"eval/{name}/{key}"] = float(value)
     tracker.log_metrics(run_id, metrics)
     previous = _previous_metrics(tracker, trained["registered_model"], metrics)
+    name, version = trained["registered_model"].split("/")
+    tops = [k for k in metrics if k.endswith("/top1") and k.count("/") == 2]
+    headline = tops[0] if tops else next(iter(metrics), None)
+    champion = record_evaluation(tracker, name, version, metrics, headline) if headline else None
     return MaterializeResult(
         metadata={
             **{k: MetadataValue.float(v) for k, v in metrics.items()},
             "model": MetadataValue.text(trained["registered_model"]),
+            "champion": MetadataValue.text(f"{name}/{champion} by {headline}" if champion else "no metric to rank by"),
             "vs_previous_model": MetadataValue.json(previous),
             "neglected_tails": MetadataValue.md("\n\n".join(tails_md) or "_no classification set configured_"),
-            "mlflow_run_id": MetadataValue.text(run_id),
+            **tracking_metadata(tracker, run_id),
         }
     )
 

@@ -108,8 +108,10 @@ class Lake:
         return f"{self._root_path}/{check_relative(rel)}"
 
     def uri(self, rel: str) -> str:
-        """The full URI of a lake-relative path, for display and for tools that take URIs."""
-        return f"{self.root_uri}/{check_relative(rel)}"
+        """The full URI of a lake-relative path (``file://`` for a local lake), for display, lineage tags and
+        tools that take URIs."""
+        location = f"{self.root_uri}/{check_relative(rel)}"
+        return location if "://" in location else Path(location).as_uri()
 
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))

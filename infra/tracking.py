@@ -1,12 +1,14 @@
-"""MLflow tracking: one MLflow run per Dagster run, shared by every step of that run.
+"""MLflow tracking: one parent MLflow run per Dagster run, one child run per shard it worked on, and the registry.
 
 Steps of one Dagster run may execute in separate processes (the multiprocess executor, one pod per step on
 Kubernetes), so there is no shared in-memory run handle. Each step finds the MLflow run tagged with its Dagster
-run id, creating it when none exists. Two steps racing to create it converge: after creating, a step waits a
-moment (longer than a creation takes to become visible), re-reads all runs with that tag, adopts the oldest and
-deletes its own if it lost. Without the wait, a step that looked before its rival's run was visible would keep
-its own run while the rival picks the older one. The client API (``MlflowClient``) is
-used throughout, never the global ``mlflow.start_run`` state, so concurrent steps in one process cannot collide.
+run id and its kind (the run itself, or one shard of it), creating it when none exists. Two steps racing to create
+it converge: after creating, a step waits a moment (longer than a creation takes to become visible), re-reads all
+runs with those tags, adopts the oldest and deletes its own if it lost. Without the wait, a step that looked before
+its rival's run was visible would keep its own run while the rival picks the older one. The runs are ended with
+the Dagster run's real status by a run-status sensor (:func:`Tracker.end_dagster_run`). The client API
+(``MlflowClient``) is used throughout, never the global ``mlflow.start_run`` state, so concurrent steps in one
+process cannot collide.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -30,6 +33,11 @@ from ops.report import StageReport
 from ops.training.checkpoint import register_model_config
 
 DAGSTER_RUN_TAG = "dagster.run_id"
+KIND_TAG = "clipfoundry.kind"  # run (one per Dagster run), shard (one per partition of it), evaluation
+PARTITION_TAG = "dagster.partition"
+PARENT_TAG = "mlflow.parentRunId"
+# Dagster's end of a run -> MLflow's
+END_STATUS = {"SUCCESS": "FINISHED", "FAILURE": "FAILED", "CANCELED": "KILLED"}
 
 
 def check_tracking_uri(uri: str) -> str:
@@ -56,8 +64,8 @@ def default_tracking_uri(local_root: Path) -> str:
 
 @contextlib.contextmanager
 def _first_use(tracking_uri: str) -> Iterator[None]:
-    """Serialise the first query of a SQLite store across processes: it creates and migrates the schema, and two
-    runs starting together on a fresh store would otherwise race through the migration and fail."""
+    """Serialise opening a SQLite store across processes: opening creates and migrates the schema, and two runs
+    starting together on a fresh store would otherwise race through the migration and fail."""
     if not tracking_uri.startswith("sqlite:///"):
         yield
         return
@@ -78,8 +86,8 @@ class Tracker:
     ) -> None:
         self.tracking_uri = check_tracking_uri(tracking_uri)
         self.settle_seconds = settle_seconds
-        self.client = MlflowClient(tracking_uri=tracking_uri)
         with _first_use(tracking_uri):
+            self.client = MlflowClient(tracking_uri=tracking_uri)
             found = self.client.get_experiment_by_name(experiment)
         if found is None:
             try:
@@ -95,27 +103,61 @@ class Tracker:
     def __repr__(self) -> str:
         return f"Tracker(experiment_id={self.experiment_id!r})"
 
-    def runs_for(self, dagster_run_id: str) -> list[Any]:
-        return list(
-            self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{DAGSTER_RUN_TAG}` = '{dagster_run_id}'",
-                order_by=["attributes.start_time ASC"],
-            )
-        )
+    def runs_for(self, dagster_run_id: str, kind: str = "run", partition: str | None = None) -> list[Any]:
+        """The MLflow runs of one Dagster run, of one kind (and one partition), oldest first."""
+        query = f"tags.`{DAGSTER_RUN_TAG}` = '{dagster_run_id}' and tags.`{KIND_TAG}` = '{kind}'"
+        if partition is not None:
+            query += f" and tags.`{PARTITION_TAG}` = '{partition}'"
+        return list(self.client.search_runs([self.experiment_id], query, order_by=["attributes.start_time ASC"]))
 
     def run_for(self, dagster_run_id: str, tags: Mapping[str, str], run_name: str | None = None) -> str:
-        """The MLflow run id for this Dagster run, created on first use (race-safe, see module docstring)."""
-        existing = self.runs_for(dagster_run_id)
+        """The parent MLflow run of this Dagster run, created on first use (race-safe, see module docstring)."""
+        return self._adopt(dagster_run_id, "run", None, tags, run_name)
+
+    def shard_run_for(self, dagster_run_id: str, parent_id: str, partition: str, tags: Mapping[str, str]) -> str:
+        """The child run of one shard within this Dagster run: where that shard's stage metrics go, so shards can
+        be compared side by side in the MLflow UI."""
+        tags = {**tags, PARENT_TAG: parent_id, PARTITION_TAG: partition}
+        name = f"{self.client.get_run(parent_id).info.run_name} · {partition}"
+        return self._adopt(dagster_run_id, "shard", partition, tags, name)
+
+    def evaluation_run_for(self, dagster_run_id: str, parent_id: str, model: str) -> str:
+        """An evaluation's own run, a child of the Dagster run's, tagged with the model version it scored."""
+        tags = {PARENT_TAG: parent_id, "evaluated.model": model}
+        return self._adopt(dagster_run_id, "evaluation", None, tags, f"evaluation · {model}")
+
+    def _adopt(
+        self, dagster_run_id: str, kind: str, partition: str | None, tags: Mapping[str, str], name: str | None
+    ) -> str:
+        existing = self.runs_for(dagster_run_id, kind, partition)
         if existing:
             return _oldest(existing).info.run_id
-        all_tags = {DAGSTER_RUN_TAG: dagster_run_id, **tags}
-        mine = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
+        all_tags = {DAGSTER_RUN_TAG: dagster_run_id, KIND_TAG: kind, **tags}
+        mine = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
         time.sleep(self.settle_seconds)
-        winner = _oldest(self.runs_for(dagster_run_id) or [mine])
+        winner = _oldest(self.runs_for(dagster_run_id, kind, partition) or [mine])
         if winner.info.run_id != mine.info.run_id:
             self.client.delete_run(mine.info.run_id)
         return winner.info.run_id
+
+    def end_dagster_run(self, dagster_run_id: str, dagster_status: str) -> list[str]:
+        """End every MLflow run of a Dagster run (its own, its shards', its evaluations') with the Dagster run's
+        status; returns the ids ended. Runs already ended keep their status."""
+        status = END_STATUS[dagster_status]
+        query = f"tags.`{DAGSTER_RUN_TAG}` = '{dagster_run_id}' and attributes.status = 'RUNNING'"
+        ended = []
+        for run in self.client.search_runs([self.experiment_id], query):
+            self.client.set_terminated(run.info.run_id, status)
+            ended.append(run.info.run_id)
+        return ended
+
+    def run_url(self, run_id: str) -> str | None:
+        """A link to the run in the MLflow UI: the tracking server itself, or ``CLIPFOUNDRY_MLFLOW_UI_URL`` (the
+        ``mlflow ui`` that ``make ui`` serves over the local store); None when there is no UI to link to."""
+        base = os.environ.get("CLIPFOUNDRY_MLFLOW_UI_URL") or (
+            self.tracking_uri if self.tracking_uri.startswith(("http://", "https://")) else None
+        )
+        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}" if base else None
 
     def latest_model_version(self, name: str) -> str | None:
         """The newest version number of a registered model, or None when it has none (or does not exist)."""
@@ -185,6 +227,33 @@ def log_clip_model(tracker: Tracker, run_id: str, model: Any, registered_name: s
         tracker.client.create_registered_model(registered_name)
     version = tracker.client.create_model_version(registered_name, source, run_id=run_id, tags=tags)
     return str(version.version)
+
+
+def describe_model_version(
+    tracker: Tracker, name: str, version: str, description: str, tags: Mapping[str, str]
+) -> None:
+    """Say what a registered version is, in its description and tags (its lineage: lake URIs, not local paths)."""
+    tracker.client.update_model_version(name, version, description=description)
+    for key, value in tags.items():
+        tracker.client.set_model_version_tag(name, version, key, str(value))
+
+
+CHAMPION = "champion"
+
+
+def record_evaluation(tracker: Tracker, name: str, version: str, metrics: Mapping[str, float], headline: str) -> str:
+    """Tag a version with its evaluation metrics and move the ``champion`` alias to the best version by the headline
+    metric (higher is better); returns the champion's version."""
+    for key, value in metrics.items():
+        tracker.client.set_model_version_tag(name, version, f"eval.{key}", f"{value:.6g}")
+    scored = []
+    for candidate in tracker.client.search_model_versions(f"name = '{name}'"):
+        value = candidate.tags.get(f"eval.{headline}")
+        if value is not None:
+            scored.append((float(value), int(candidate.version)))
+    best = str(max(scored)[1]) if scored else version
+    tracker.client.set_registered_model_alias(name, CHAMPION, best)
+    return best
 
 
 def resolve_clip_model(clip: ClipScoreConfig, tracker: Tracker) -> tuple[ClipModelSpec | None, str]:

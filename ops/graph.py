@@ -116,6 +116,7 @@ def stages() -> dict[str, Stage]:
     from ops.download import REASONS as DOWNLOAD_REASONS
     from ops.download import DownloadConfig
     from ops.evaluation.config import EvaluationConfig
+    from ops.guardrails import GuardrailConfig
     from ops.quality.config import QualityConfig
     from ops.quality.reasons import CLIP_SCORE_REASONS
     from ops.quality.reasons import REASONS as QUALITY_REASONS
@@ -262,7 +263,7 @@ def stages() -> dict[str, Stage]:
                 "synthetic captions and lineage; manifest of counts per stage and reason",
                 reads=("recaption", "entry_counts"),
                 reasons=DATASET_REASONS,
-                settings=(DatasetConfig, CurationConfig),
+                settings=(DatasetConfig, CurationConfig, GuardrailConfig),
                 output="dataset/<version>/manifest.json",
             ),
             Stage(
@@ -352,12 +353,11 @@ def level(name: str) -> int:
     return max((level(d) + (1 if s.per_shard and not stage(d).per_shard else 0) for d in s.deps), default=0)
 
 
-def wave_depth(name: str) -> int:
-    """How many per-shard stages of its own level lie on the longest path into ``name`` (itself included when
-    it is per-shard): how far back a global step looks for shards still in flight before it runs."""
-    s = stage(name)
-    inner = max((wave_depth(d) for d in s.deps if stage(d).per_shard and level(d) == level(name)), default=0)
-    return inner + (1 if s.per_shard else 0)
+def depth(name: str) -> int:
+    """The number of stages on the longest path from a source to ``name``, itself excluded: how far back a global
+    step looks for work still in flight (a shard anywhere upstream, or a global step whose output will re-run
+    shards) before it runs."""
+    return max((depth(d) + 1 for d in stage(name).deps), default=0)
 
 
 def waves() -> list[tuple[Scope, list[Stage]]]:

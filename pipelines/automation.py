@@ -8,9 +8,10 @@ whenever the sensor was turned on and however the runs fell into ticks:
   was updated for that shard (by another run than the one that last tried this stage); or when a global step it
   reads names the shard among the shards its new output changes (``affected_shards`` in its metadata). The
   stages of one level that become due together for a shard are requested in the same tick and run as one run.
-- A global step is due when something it reads changed since it last ran; it waits until no shard of its level
-  is in flight (running, queued or requested on this tick), so it runs once for a batch. A failed shard is not in
-  flight: it does not hold back the others. ``once`` steps run when they have never run; ``new_version`` steps
+- A global step is due when something it reads changed since it last ran; it waits until nothing upstream of it is
+  in flight (running, queued or requested on this tick), so it runs once for a batch, after the shards of the
+  batch and any global step whose new output re-runs some of them. A failed shard is not in flight: it does not
+  hold back the others. ``once`` steps run when they have never run; ``new_version`` steps
   (``model``) when their input has a new data version.
 - Nothing is retried after a failure until an input changes again, so a broken shard cannot make the daemon loop.
 
@@ -281,7 +282,7 @@ def _global_condition(stage: graph.Stage, retrain_cron: str | None) -> Automatio
         condition &= ~AutomationCondition.any_deps_match(AutomationCondition.missing()).allow(
             AssetSelection.assets(*global_deps)
         ).with_label("global inputs exist")
-    condition &= ~_in_flight(max(graph.wave_depth(stage.name), 1))
+    condition &= ~_in_flight(max(graph.depth(stage.name), 1))
     return condition.with_label(f"{stage.name}: once per batch")
 
 

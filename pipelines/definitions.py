@@ -13,7 +13,7 @@ from ops import graph
 from pipelines.automation import automation_sensor, condition_for
 from pipelines.jobs import JOBS
 from pipelines.profiles import current_profile, executor, resources, sensor_interval, stage_settings
-from pipelines.sensors import new_sources_sensor_for, refresh_sensor
+from pipelines.sensors import TRACKING_SENSORS, new_sources_sensor_for, refresh_sensor
 
 
 def stage_assets(retrain_cron: str | None = None) -> list[AssetsDefinition]:
@@ -38,7 +38,12 @@ def build_definitions(profile: str | None = None, resources_override: dict | Non
     return Definitions(
         assets=stage_assets(stage_settings(profile)["model_settings"].retrain_cron),
         jobs=JOBS,
-        sensors=[new_sources_sensor_for(sensor_interval()), refresh_sensor, automation_sensor(sensor_interval())],
+        sensors=[
+            new_sources_sensor_for(sensor_interval()),
+            refresh_sensor,
+            automation_sensor(sensor_interval()),
+            *TRACKING_SENSORS,
+        ],
         resources=resources_override or resources(profile),
         executor=executor(),
     )

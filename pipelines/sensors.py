@@ -1,4 +1,5 @@
-"""Sensors: new source files become shard partitions; a cron refreshes the whole chain.
+"""Sensors: new source files become shard partitions; a cron refreshes the whole chain; a Dagster run's end ends
+its MLflow runs with the same status.
 
 Neither launches stage runs itself: a new partition is picked up by the automation sensor
 (:mod:`pipelines.automation`) like any other change, and the refresh is one asset backfill of the whole graph
@@ -13,18 +14,22 @@ import os
 
 from dagster import (
     AssetObservation,
+    DagsterRunStatus,
     DefaultSensorStatus,
     MetadataValue,
     RunRequest,
+    RunStatusSensorContext,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
+    run_status_sensor,
     sensor,
 )
 from dagster._time import get_current_datetime
 from dagster._utils.schedules import get_latest_completed_cron_tick
 
-from infra.resources import LakeResource
+from infra.resources import LakeResource, MlflowResource
+from infra.tracking import END_STATUS
 from ops.sources import registry, sync
 from pipelines.automation import automation_on
 from pipelines.backfill import whole_graph
@@ -100,3 +105,26 @@ def refresh_sensor(context: SensorEvaluationContext) -> RunRequest | SkipReason:
         return SkipReason("no shards registered yet")
     asset_graph = context.repository_def.asset_graph
     return RunRequest.for_asset_graph_subset(whole_graph(asset_graph, keys), tags={REFRESH_TAG: tick})
+
+
+def _end_tracking_on(status: DagsterRunStatus):
+    @run_status_sensor(
+        run_status=status,
+        name=f"mlflow_on_{status.value.lower()}_sensor",
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Ends the MLflow runs of every {status.value.lower()} Dagster run with the matching status.",
+    )
+    def end_tracking(context: RunStatusSensorContext, lake: LakeResource, mlflow: MlflowResource) -> None:
+        """A Dagster run's MLflow runs (its own, its shards', its evaluations') stay RUNNING while its steps log
+        to them from wherever they execute; only the run's end knows how it went, so this is where they end."""
+        ended = mlflow.tracker(lake.lake()).end_dagster_run(context.dagster_run.run_id, status.value)
+        context.log.info(
+            f"ended {len(ended)} MLflow run(s) of {context.dagster_run.run_id} as {END_STATUS[status.value]}"
+        )
+
+    return end_tracking
+
+
+TRACKING_SENSORS = [
+    _end_tracking_on(s) for s in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 import pyarrow as pa
@@ -63,15 +64,26 @@ class Balance:
     online: bool
 
 
+class StaleShard(ValueError):
+    """A stage of the shard's chain decided on samples its input no longer keeps: it has to run again first."""
+
+
 def select_shard(
     lake: Lake, shard: str, through: str, balance: Balance | None, counts: dict[str, StageCounts]
 ) -> tuple[dict[str, Selected], pa.Table]:
     """uid → :class:`Selected` for the samples that pass, and the shard's balancing decisions (uid, p_keep,
-    kept, reason) for every sample the chain kept; adds each stage's table to ``counts``."""
+    kept, reason) for every sample the chain kept; adds each stage's table to ``counts``.
+
+    Raises :class:`StaleShard`, before counting anything, when a stage's rows are not what the stage before it
+    kept (that stage re-ran since): reading on would mix two versions of the shard.
+    """
     chain = graph.flow(through)
-    tables = {}
+    tables = {stage.name: lake.read_parquet(stage.table(shard)) for stage in chain}
+    for before, stage in pairwise(chain):
+        kept = tables[before.name].filter(pc.field("kept"))["uid"]
+        if not kept.equals(tables[stage.name]["uid"]):
+            raise StaleShard(f"{shard}: {stage.name} decided on an older {before.name} table; re-run {stage.name}")
     for stage in chain:
-        tables[stage.name] = lake.read_parquet(stage.table(shard))
         counts.setdefault(stage.name, StageCounts()).add(tables[stage.name]["kept"], tables[stage.name]["reason"])
     last = tables[chain[-1].name]
     passing = last.filter(pc.field("kept"))["uid"].combine_chunks()

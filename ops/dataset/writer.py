@@ -34,7 +34,7 @@ from ops import graph
 from ops.curation.config import BalanceConfig
 from ops.curation.reasons import BALANCED_OUT
 from ops.curation.stage import load_entry_counts
-from ops.dataset.selection import Balance, Selected, StageCounts, select_shard
+from ops.dataset.selection import Balance, Selected, StageCounts, StaleShard, select_shard
 from ops.dataset.tars import TarWriter, iter_tar
 from ops.download import paths as download_paths
 from ops.report import StageReport
@@ -83,7 +83,9 @@ def write_dataset(
 ) -> DatasetResult:
     """Select, balance, stream and publish; see the module docstring for the guarantees.
 
-    With ``balance`` (and curation in the chain) MetaCLIP's balancing is applied over the current entry counts.
+    With ``balance`` (and curation in the chain) MetaCLIP's balancing is applied over the current entry counts. A
+    shard whose stages disagree (one re-ran, a later one not yet) is left out, named in the manifest's
+    ``shards_left_out`` with the stage to re-run, rather than read half old, half new.
     """
     through = config.through or graph.last_flowing().name
     chain = [s.name for s in graph.flow(through)]
@@ -106,8 +108,13 @@ def write_dataset(
     try:
         with report.timed():
             out = _ShardSequence(staging, config.samples_per_shard)
+            left_out: dict[str, str] = {}
             for shard in sorted(shards):
-                selected, decided = select_shard(lake, shard, through, balanced, counts)
+                try:
+                    selected, decided = select_shard(lake, shard, through, balanced, counts)
+                except StaleShard as err:
+                    left_out[shard] = str(err)
+                    continue
                 written = _copy_shard(lake, shard, selected, out, digest)
                 written_uids = pa.array(sorted(written), pa.string())
                 missing = pc.and_(decided["kept"], pc.invert(pc.is_in(decided["uid"], value_set=written_uids)))
@@ -121,7 +128,8 @@ def write_dataset(
             manifest = {
                 "version": version,
                 "settings": settings,
-                "input_shards": sorted(shards),
+                "input_shards": sorted(set(shards) - set(left_out)),
+                "shards_left_out": left_out,
                 "stages": {stage: counts[stage].to_dict() for stage in (*chain, "balance") if stage in counts},
                 "dataset": {"rows_in": report.rows_in, "rows_kept": report.rows_kept, "dropped": dict(report.dropped)},
                 "samples": report.rows_kept,

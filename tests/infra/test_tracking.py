@@ -1,6 +1,13 @@
 from concurrent.futures import ThreadPoolExecutor
 
-from infra.tracking import Tracker, default_tracking_uri
+from infra.tracking import (
+    CHAMPION,
+    Tracker,
+    default_tracking_uri,
+    describe_model_version,
+    log_clip_model,
+    record_evaluation,
+)
 from ops.report import StageReport
 
 
@@ -33,3 +40,64 @@ def test_report_metrics_and_artifact(tmp_path):
     assert run.data.params == {"a": "1", "b": "2"}
     arts = [a.path for a in tracker.client.list_artifacts(run_id, "reports/crawl")]
     assert arts == ["reports/crawl/s1.json"]
+
+
+def test_a_fresh_sqlite_store_opens_from_many_processes_at_once(tmp_path):
+    """Opening migrates the schema; two runs starting together on a new store must not race through it."""
+    import multiprocessing
+
+    uri = default_tracking_uri(tmp_path / "fresh")
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        experiments = pool.starmap(_open_store, [(uri, "exp")] * 3)
+    assert len(set(experiments)) == 1
+
+
+def _open_store(uri: str, experiment: str) -> str:
+    return Tracker(uri, experiment).experiment_id
+
+
+def test_shards_get_child_runs_and_the_dagster_status_ends_them_all(tmp_path):
+    tracker = Tracker(default_tracking_uri(tmp_path / "m"), "exp", artifact_location=(tmp_path / "art").as_uri())
+    parent = tracker.run_for("d1", {"dagster.job": "crawl_job"}, run_name="crawl_job · s1...s2")
+    children = {s: tracker.shard_run_for("d1", parent, s, {}) for s in ("s1", "s2")}
+    assert tracker.shard_run_for("d1", parent, "s1", {}) == children["s1"]  # found again, not created twice
+    evaluation = tracker.evaluation_run_for("d1", parent, "clip/3")
+    for shard, child in children.items():
+        run = tracker.client.get_run(child)
+        assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["dagster.partition"] == shard
+        assert run.info.run_name == f"crawl_job · s1...s2 · {shard}"
+    assert tracker.runs_for("d1")[0].info.run_id == parent  # the children are not mistaken for the run itself
+    ended = tracker.end_dagster_run("d1", "FAILURE")
+    assert set(ended) == {parent, evaluation, *children.values()}
+    assert {tracker.client.get_run(r).info.status for r in ended} == {"FAILED"}
+    assert tracker.end_dagster_run("d1", "SUCCESS") == []  # an ended run keeps its status
+    other = tracker.run_for("d2", {})
+    tracker.end_dagster_run("d2", "CANCELED")
+    assert tracker.client.get_run(other).info.status == "KILLED"
+
+
+def test_run_links_need_an_mlflow_ui(tmp_path, monkeypatch):
+    tracker = Tracker(default_tracking_uri(tmp_path / "m"), "exp")
+    run_id = tracker.run_for("d", {})
+    monkeypatch.delenv("CLIPFOUNDRY_MLFLOW_UI_URL", raising=False)
+    assert tracker.run_url(run_id) is None
+    monkeypatch.setenv("CLIPFOUNDRY_MLFLOW_UI_URL", "http://127.0.0.1:5000/")
+    assert tracker.run_url(run_id) == f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs/{run_id}"
+
+
+def test_versions_are_described_and_the_champion_follows_the_best_evaluation(tmp_path):
+    import torch
+
+    tracker = Tracker(default_tracking_uri(tmp_path / "m"), "exp", artifact_location=(tmp_path / "art").as_uri())
+    versions = []
+    for i in range(3):
+        run_id = tracker.run_for(f"d{i}", {})
+        versions.append(log_clip_model(tracker, run_id, torch.nn.Linear(2, 2), "clip", {"dataset.version": f"v{i}"}))
+    describe_model_version(tracker, "clip", versions[0], "trained on v0", {"dataset.manifest": "s3://lake/m.json"})
+    mv = tracker.client.get_model_version("clip", versions[0])
+    assert mv.description == "trained on v0" and mv.tags["dataset.manifest"] == "s3://lake/m.json"
+    assert record_evaluation(tracker, "clip", versions[0], {"eval/x/top1": 0.2}, "eval/x/top1") == versions[0]
+    assert record_evaluation(tracker, "clip", versions[1], {"eval/x/top1": 0.5}, "eval/x/top1") == versions[1]
+    assert record_evaluation(tracker, "clip", versions[2], {"eval/x/top1": 0.3}, "eval/x/top1") == versions[1]
+    assert str(tracker.client.get_model_version_by_alias("clip", CHAMPION).version) == versions[1]
+    assert tracker.client.get_model_version("clip", versions[2]).tags["eval.eval/x/top1"] == "0.3"

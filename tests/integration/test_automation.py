@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
 
+from infra.deploy.local_services import wait_for
 from infra.lake import Lake
 from infra.sample_web import ORIGIN, serve
+from infra.tracking import CHAMPION, DAGSTER_RUN_TAG, END_STATUS, KIND_TAG, Tracker, default_tracking_uri
 from ops import graph
 from pipelines.automation import AFFECTED
 from pipelines.daemon import running_daemon, wait_until_settled
@@ -26,7 +28,7 @@ from tests.conftest import REPO, free_port
 
 pytestmark = pytest.mark.integration
 
-SETTLE_TIMEOUT = 600
+SETTLE_TIMEOUT = 1200
 QUIET_SECONDS = 15
 
 
@@ -44,6 +46,11 @@ def _max_storage_id(instance: DagsterInstance) -> int:
 
 def _evaluations(instance: DagsterInstance) -> int:
     return len(_materializations(instance, "evaluation"))
+
+
+def _all_ended(tracker: Tracker) -> bool:
+    runs = tracker.client.search_runs([tracker.experiment_id], "attributes.status = 'RUNNING'")
+    return not runs
 
 
 @pytest.fixture
@@ -75,7 +82,7 @@ def world(tmp_path: Path):
                 os.environ[key] = value
 
 
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(2700)
 def test_new_sources_flow_through_every_stage_and_only_the_new_shard_reruns(world):
     lake, home, warcs, instance = world
     shards = [f"sample_web.{w.name.split('.')[0]}" for w in warcs]
@@ -127,3 +134,21 @@ def test_new_sources_flow_through_every_stage_and_only_the_new_shard_reruns(worl
             why = [g for g in global_deps if shard in named.get(g, set())] + [d for d in shard_deps if d in reran]
             assert why, f"{stage} re-ran for the old shard {shard} with nothing upstream naming it"
         assert not {"crawl", "download", "image_hashes"} & set(reran)
+
+    # the runs belong to the code location, launched by the automation sensor; MLflow tells the same story
+    for run in instance.get_runs():
+        assert run.remote_job_origin.location_name == "pipelines.definitions"
+        assert run.tags.get("dagster/sensor_name") == "automation_sensor"
+    tracker = Tracker(default_tracking_uri(Path(lake.path("mlflow"))), "clipfoundry")
+    assert wait_for(lambda: _all_ended(tracker), 120, 2, "the run-status sensors to end every MLflow run")
+    statuses = {run.run_id: run.status.value for run in instance.get_runs()}
+    by_kind: dict[str, set[str]] = {}
+    for mlflow_run in tracker.client.search_runs([tracker.experiment_id], max_results=5000):
+        tags = mlflow_run.data.tags
+        assert mlflow_run.info.status == END_STATUS[statuses[tags[DAGSTER_RUN_TAG]]], tags
+        by_kind.setdefault(tags[KIND_TAG], set()).add(mlflow_run.info.run_name)
+    assert any(" · sample_web.shard-0000" in name for name in by_kind["run"])  # named after what ran, and where
+    assert by_kind["evaluation"] and by_kind["shard"]
+    champion = tracker.client.get_model_version_by_alias("clipfoundry-clip", CHAMPION)
+    assert any(k.startswith("eval.eval/sample_web/top1") for k in champion.tags)
+    assert champion.description and champion.tags["dataset.manifest"].startswith("file://")

@@ -33,7 +33,12 @@ def test_code_location_loads_with_every_resource():
     repo = defs.get_repository_def()
     settings = {f"{name}_settings" for name in ("crawl", "download", "dedup", "curation", "quality", "safety")}
     assert {"lake", "mlflow"} | settings <= set(repo.get_top_level_resources())
-    assert {s.name for s in defs.sensors} == {"new_sources_sensor", "refresh_sensor", "automation_sensor"}
+    assert {s.name for s in defs.sensors} == {
+        "new_sources_sensor",
+        "refresh_sensor",
+        "automation_sensor",
+        *(f"mlflow_on_{status}_sensor" for status in ("success", "failure", "canceled")),
+    }
 
 
 def test_assets_follow_the_declared_graph():
