@@ -39,8 +39,11 @@ demo: install
 	CLIPFOUNDRY_PROFILE=demo $(PY) -m pipelines.demo
 
 ui: install
-	CLIPFOUNDRY_PROFILE=demo $(PY) -m pipelines.demo --serve-only & \
-	trap "kill $$! 2>/dev/null" EXIT; \
+	CLIPFOUNDRY_PROFILE=demo $(PY) -m pipelines.demo --serve-only & web=$$!; \
+	mkdir -p $(CLIPFOUNDRY_DATA_ROOT)/mlflow; \
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CLIPFOUNDRY_DATA_ROOT)/mlflow/mlflow.db \
+		--host 127.0.0.1 --port 5000 >/dev/null 2>&1 & ml=$$!; \
+	trap "kill $$web $$ml 2>/dev/null" EXIT; \
 	CLIPFOUNDRY_PROFILE=demo $(VENV)/bin/dagster dev -w workspace.yaml
 
 test: install system-deps

@@ -65,9 +65,13 @@ class MlflowResource(ConfigurableResource):
 
     tracking_uri: str | None = Field(default=None, description="e.g. http://mlflow:5000; default: local SQLite.")
     experiment: str = "clipfoundry"
+    ui_url: str | None = Field(
+        default=None, description="where people open the MLflow UI, for links in asset metadata; default: the server"
+    )
 
     def tracker(self, lake: Lake) -> Tracker:
         if self.tracking_uri:
-            return Tracker(self.tracking_uri, self.experiment)
+            return Tracker(self.tracking_uri, self.experiment, ui_url=self.ui_url)
         local = Path(lake.path("mlflow")) if lake.is_local else Path(".clipfoundry/mlflow").resolve()
-        return Tracker(default_tracking_uri(local), self.experiment, artifact_location=(local / "artifacts").as_uri())
+        artifacts = (local / "artifacts").as_uri()
+        return Tracker(default_tracking_uri(local), self.experiment, artifact_location=artifacts, ui_url=self.ui_url)

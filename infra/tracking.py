@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -82,9 +81,15 @@ class Tracker:
     """Thin wrapper over ``MlflowClient`` with the conventions every stage shares."""
 
     def __init__(
-        self, tracking_uri: str, experiment: str, artifact_location: str | None = None, settle_seconds: float = 0.5
+        self,
+        tracking_uri: str,
+        experiment: str,
+        artifact_location: str | None = None,
+        settle_seconds: float = 0.5,
+        ui_url: str | None = None,
     ) -> None:
         self.tracking_uri = check_tracking_uri(tracking_uri)
+        self.ui_url = ui_url
         self.settle_seconds = settle_seconds
         with _first_use(tracking_uri):
             self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -152,11 +157,9 @@ class Tracker:
         return ended
 
     def run_url(self, run_id: str) -> str | None:
-        """A link to the run in the MLflow UI: the tracking server itself, or ``CLIPFOUNDRY_MLFLOW_UI_URL`` (the
-        ``mlflow ui`` that ``make ui`` serves over the local store); None when there is no UI to link to."""
-        base = os.environ.get("CLIPFOUNDRY_MLFLOW_UI_URL") or (
-            self.tracking_uri if self.tracking_uri.startswith(("http://", "https://")) else None
-        )
+        """A link to the run in the MLflow UI: ``ui_url`` (the ``mlflow ui`` that ``make ui`` serves over the local
+        store), else the tracking server itself; None when there is no UI to link to."""
+        base = self.ui_url or (self.tracking_uri if self.tracking_uri.startswith(("http://", "https://")) else None)
         return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}" if base else None
 
     def latest_model_version(self, name: str) -> str | None:

@@ -31,6 +31,8 @@ from ops.training.config import ModelConfig
 PROFILES = ("demo", "local", "production")
 # The sample web's MetaCLIP-format entry list (its colours, shapes and concepts), published by the demo.
 SAMPLE_WEB_METADATA = "sample_web/metadata.json"
+# Where `make ui` serves `mlflow ui` over the demo's local store: the demo's asset metadata links there.
+DEMO_MLFLOW_UI = "http://127.0.0.1:5000"
 # A CLIP small enough to train on the sample web on two CPU cores in a couple of minutes.
 DEMO_MODEL = "clipfoundry-demo"
 DEMO_MODEL_CONFIG = {
@@ -100,6 +102,7 @@ def resources(profile: str | None = None) -> dict[str, Any]:
         # refused here when it carries credentials, before Dagster stores the resource config in a job snapshot
         tracking_uri=check_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "")) or None,
         experiment=os.environ.get("CLIPFOUNDRY_EXPERIMENT", "clipfoundry"),
+        ui_url=os.environ.get("CLIPFOUNDRY_MLFLOW_UI_URL") or (DEMO_MLFLOW_UI if profile == "demo" else None),
     )
     services = {"lake": _lake("data" if profile != "production" else None), "mlflow": mlflow}
     return services | {key: as_resource(config) for key, config in stage_settings(profile).items()}

@@ -76,13 +76,12 @@ def test_shards_get_child_runs_and_the_dagster_status_ends_them_all(tmp_path):
     assert tracker.client.get_run(other).info.status == "KILLED"
 
 
-def test_run_links_need_an_mlflow_ui(tmp_path, monkeypatch):
+def test_run_links_need_an_mlflow_ui(tmp_path):
     tracker = Tracker(default_tracking_uri(tmp_path / "m"), "exp")
     run_id = tracker.run_for("d", {})
-    monkeypatch.delenv("CLIPFOUNDRY_MLFLOW_UI_URL", raising=False)
     assert tracker.run_url(run_id) is None
-    monkeypatch.setenv("CLIPFOUNDRY_MLFLOW_UI_URL", "http://127.0.0.1:5000/")
-    assert tracker.run_url(run_id) == f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs/{run_id}"
+    linked = Tracker(default_tracking_uri(tmp_path / "m"), "exp", ui_url="http://127.0.0.1:5000/")
+    assert linked.run_url(run_id) == f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs/{run_id}"
 
 
 def test_versions_are_described_and_the_champion_follows_the_best_evaluation(tmp_path):
