@@ -59,16 +59,17 @@ def jpeg(seed: int, size: tuple[int, int] = (40, 30)) -> bytes:
 
 @dataclass(frozen=True)
 class Pair:
-    """One image link of a source: the test's ``name`` for it makes its URL; ``image`` is what the server would
-    answer (None: the URL fails with HTTP 404)."""
+    """One image link of a source: the test's ``name`` for it makes its URL unless ``link`` gives one; ``image``
+    is what the server would answer (None: the URL fails with HTTP 404)."""
 
     name: str
     text: str
-    image: bytes | None
+    image: bytes | None = None
+    link: str | None = None
 
     @property
     def url(self) -> str:
-        return f"https://images.example.com/{self.name}.jpg"
+        return self.link or f"https://images.example.com/{self.name}.jpg"
 
 
 def write_source(lake: Lake, shard: str, pairs: Sequence[Pair]) -> str:
