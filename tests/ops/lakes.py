@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
@@ -46,14 +47,17 @@ CRAWL = CrawlConfig()
 # img2dataset's per-row parquet, as download_shard reads it (``uid`` is the extra column it is asked to keep)
 I2D_COLUMNS = ("uid", "url", "caption", "key", "status", "error_message", "width", "height", "original_width")
 I2D_COLUMNS += ("original_height", "sha256")
-ENTRY_LIST = "inputs/metaclip_entries.json"  # where :func:`run` puts the entry list it is given
+ENTRY_LIST = "inputs/metaclip_entries.json"
+FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+IMAGE_EXTENSIONS = ("jpg", "png", "webp")  # where :func:`run` puts the entry list it is given
 
 
 def jpeg(seed: int, size: tuple[int, int] = (40, 30)) -> bytes:
-    """A solid-colour JPEG, a distinct colour per seed (flat images never link as near duplicates)."""
-    colour = ((seed * 67) % 256, (seed * 131) % 256, (seed * 29) % 256)
+    """A smooth random pattern of this size, one per seed: distinct pixels and unrelated pHashes, so dedup keeps
+    every seed's image (and drops the copies a test makes by reusing the bytes)."""
+    grid = np.random.default_rng(seed).integers(0, 256, (3, 4, 3), dtype=np.uint8)
     buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, format="JPEG")
+    Image.fromarray(grid).resize(size, Image.BILINEAR).save(buf, format="JPEG")
     return buf.getvalue()
 
 
@@ -94,8 +98,9 @@ def offline_downloader(images: Mapping[str, bytes | None]) -> Iterator[None]:
     """``download_shard`` with img2dataset answered from ``images`` (uid -> bytes; None or absent: HTTP 404).
 
     Like img2dataset, every input row gets a key (``<shard 00000><row 0000>``), a successful sample is written as
-    ``<key>.jpg`` + ``.txt`` + ``.json``, bytes that do not decode fail to resize, and the per-row parquet records
-    status, error and the image size seen.
+    ``<key>.<image>`` + ``.txt`` + ``.json``, bytes Pillow cannot open fail to resize, and the per-row parquet
+    records status, error, the image size seen and its SHA-256. The bytes are stored as given (no resizing or
+    re-encoding), so a test decides exactly which pixels later stages see.
     """
 
     def fake(todo: pa.Table, work: Path, _config: download_op.DownloadConfig) -> dict[str, Path]:
@@ -109,17 +114,20 @@ def offline_downloader(images: Mapping[str, bytes | None]) -> Iterator[None]:
             ):
                 key, data, size = f"{i:09d}", images.get(uid), None
                 status, error = "success", None
+                ext = "jpg"
                 if data is None:
                     status, error = "failed_to_download", "HTTP Error 404: Not Found"
                 else:
                     try:
-                        size = Image.open(io.BytesIO(data)).size
+                        image = Image.open(io.BytesIO(data))
+                        size, ext = image.size, FORMAT_EXTENSIONS.get(image.format or "", "jpg")
                     except OSError:
                         status, error = "failed_to_resize", "cannot identify image file"
                 if status == "success":
                     meta = {"uid": uid, "url": url, "caption": text, "key": key, "status": status}
-                    for ext, payload in (("jpg", data), ("txt", text.encode()), ("json", json.dumps(meta).encode())):
-                        info = tarfile.TarInfo(f"{key}.{ext}")
+                    files = ((ext, data), ("txt", text.encode()), ("json", json.dumps(meta).encode()))
+                    for suffix, payload in files:
+                        info = tarfile.TarInfo(f"{key}.{suffix}")
                         info.size = len(payload)
                         tar.addfile(info, io.BytesIO(payload))
                     successes += 1
@@ -154,12 +162,14 @@ def ingest(lake: Lake, shard: str, pairs: Sequence[Pair], config: CrawlConfig = 
     return uids
 
 
-def rewrite_tar(lake: Lake, shard: str, uids: Mapping[str, str], corrupt: Sequence[str] = (), remove=()) -> None:
-    """Damage the published download tar (as a disk or a hand edit would, after the stages that read it ran):
-    the images of the ``corrupt`` names become bytes that are not an image, the ``remove`` names' files go."""
+def rewrite_tar(
+    lake: Lake, shard: str, uids: Mapping[str, str], replace: Mapping[str, bytes] | None = None, remove=()
+) -> None:
+    """Change the published download tar as a broken disk or a hand edit would, after the stages that read it
+    ran: the image of each ``replace`` name becomes the given bytes, the files of the ``remove`` names go."""
     ledger = lake.read_parquet(graph.stage("download").table(shard), ["uid", "key"])
     key_of = dict(zip(ledger["uid"].to_pylist(), ledger["key"].to_pylist(), strict=True))
-    bad = {key_of[uids[n]] for n in corrupt}
+    new_bytes = {key_of[uids[n]]: data for n, data in (replace or {}).items()}
     gone = {key_of[uids[n]] for n in remove}
     out = io.BytesIO()
     with (
@@ -172,8 +182,8 @@ def rewrite_tar(lake: Lake, shard: str, uids: Mapping[str, str], corrupt: Sequen
             if key in gone:
                 continue
             data = src.extractfile(member).read()
-            if key in bad and ext == "jpg":
-                data = b"not an image"
+            if key in new_bytes and ext in IMAGE_EXTENSIONS:
+                data = new_bytes[key]
             info = tarfile.TarInfo(member.name)
             info.size = len(data)
             dst.addfile(info, io.BytesIO(data))

@@ -1,6 +1,6 @@
 """A shard as the stages before quality leave it, built by their real ops (:mod:`tests.ops.lakes`).
 
-Each sample is described by a small dict-like record so a test reads as its own fixture. Images are solid colours
+Each sample is described by a small record so a test reads as its own fixture. Images are smooth random patterns
 of the given size (the size is what the heuristics see); ``image`` damages the sample's file in the download tar
 after dedup has looked at it, the way only a broken disk or a hand edit could, to show that the later stages
 still decide every sample.
@@ -44,7 +44,7 @@ def write_shards(
         corrupt = [s.name for s in samples if s.image == "corrupt"]
         missing = [s.name for s in samples if s.image == "missing"]
         if corrupt or missing:
-            rewrite_tar(lake, shard, uids, corrupt=corrupt, remove=missing)
+            rewrite_tar(lake, shard, uids, replace=dict.fromkeys(corrupt, b"not an image"), remove=missing)
     return uids
 
 
