@@ -243,7 +243,7 @@ def stages() -> dict[str, Stage]:
                 "safety",
                 "shard",
                 "quality",
-                "captions carrying personal data (e-mail, phone, payment card, national id, IP address) dropped",
+                "captions carrying personal data (e-mail, payment card, IBAN, national id, phone, IP address) dropped",
                 reasons=SAFETY_REASONS,
                 settings=(SafetyConfig,),
             ),
