@@ -34,9 +34,9 @@ from dagster import DagsterInstance, materialize
 from bench.common import REPO
 from infra.lake import Lake
 from infra.sample_web import generate
+from ops import graph
 from ops.crawl import CrawlConfig, crawl_shard
 from ops.download import DownloadConfig, download_shard
-from ops.layout import table_path
 
 SETTINGS = DownloadConfig(image_size=256, timeout=10, retries=0, thread_count=64, allow_networks=("127.0.0.0/8",))
 
@@ -109,7 +109,7 @@ def run(pages: int = 1000, repeats: int = 8, port: int = 8799) -> dict:
         web = generate(root / "web", f"http://127.0.0.1:{port}", n_shards=1, pages_per_shard=pages, slow_links=0)
         lake.write_bytes("sources/bench/shard.warc.gz", web.warc_paths[0].read_bytes())
         crawl_shard(lake, "sources/bench/shard.warc.gz", "bench", CrawlConfig(allow_networks=("127.0.0.0/8",)))
-        kept = lake.read_parquet(table_path("crawl", "bench")).filter(pc.field("kept"))
+        kept = lake.read_parquet(graph.stage("crawl").table("bench")).filter(pc.field("kept"))
         url_list = root / "urls.parquet"
         pq.write_table(kept.select(["url", "text"]).rename_columns(["url", "caption"]), url_list)
         n = kept.num_rows

@@ -19,6 +19,7 @@ import gc
 import importlib.util
 import os
 import tempfile
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -26,10 +27,11 @@ import torch
 
 from infra.lake import Lake
 from ops.quality import JudgeConfig, QualityConfig, quality_shard
-from ops.quality.heuristics import NO_HEURISTICS
+from ops.quality.config import HeuristicRules
 from ops.recaption import RecaptionConfig, recaption_shard
 from ops.vlm import VlmConfig, load_backend
-from tests.ops.quality.shards import many, write_shard
+from tests.ops.lakes import Settings
+from tests.ops.quality.shards import many, write_shards
 from tests.ops.vlm.tiny import build_qwen2_vl
 
 QWEN2_VL_2B_TEXT = {
@@ -44,6 +46,9 @@ QWEN2_VL_2B_TEXT = {
 QWEN2_VL_2B_VISION = {"depth": 32, "embed_dim": 1280, "num_heads": 16, "mlp_ratio": 4}
 QWEN2_VL_VOCAB = 151936
 PIXELS = 448 * 448
+NO_HEURISTICS = HeuristicRules(preset="none")
+# Recaption is measured first: the judge runs rewrite quality's table, and a random judge keeps nothing.
+MEASURE_ORDER = ("recaption", "judge (generate)", "judge (logits)")
 
 
 def _fixed_length(backend, max_new_tokens: int) -> None:
@@ -61,10 +66,11 @@ def _measure(backend, lake: Lake, judge_tokens: int, caption_tokens: int, batch:
     runs = {
         "judge (generate)": (lambda: quality_shard(lake, "bench", judge, judge=backend), judge_tokens),
         "judge (logits)": (lambda: quality_shard(lake, "bench", logits, judge=backend), None),
-        "recaption": (lambda: recaption_shard(lake, "bench", caption, backend, upstream="download"), caption_tokens),
+        "recaption": (lambda: recaption_shard(lake, "bench", caption, backend), caption_tokens),
     }
     out = {}
-    for name, (fn, tokens) in runs.items():
+    for name in MEASURE_ORDER:
+        fn, tokens = runs[name]
         if tokens:
             _fixed_length(backend, tokens)
         fn()  # warm-up: CUDA graphs, kernels, allocator
@@ -96,7 +102,10 @@ def run(
             work / "qwen2-vl-2b-random", max_pixels=56 * 56 if smoke else PIXELS, dtype=torch.bfloat16, **arch
         )
         lake = Lake(str(work / "lake"))
-        write_shard(lake, "bench", many(images), image_size=(64, 64) if smoke else (448, 448))
+        side = 64 if smoke else 448
+        pool = [replace(s, width=side, height=side) for s in many(images)]
+        # every stage before recaption run by its op, keeping every sample (no heuristics, no judge yet)
+        write_shards(lake, {"bench": pool}, "safety", Settings(quality=QualityConfig(heuristics=NO_HEURISTICS)))
         result: dict = {
             "images": images,
             "judge_tokens": judge_tokens,

@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from infra.lake import Lake
 from ops.quality import JudgeConfig, QualityConfig, quality_shard
-from ops.quality.heuristics import NO_HEURISTICS
+from ops.quality.config import HeuristicRules
 from ops.recaption import RecaptionConfig, recaption_shard
 from ops.report import StageReport
 from ops.vlm import VlmConfig, load_backend
-from tests.ops.quality.shards import many, write_shard
+from tests.ops.lakes import Settings
+from tests.ops.quality.shards import many, write_shards
 from tests.ops.vlm.tiny import build_qwen2_vl
+
+NO_HEURISTICS = HeuristicRules(preset="none")
+# Recaption is measured first: the judge runs rewrite quality's table, and a random judge keeps nothing.
+MEASURE_ORDER = ("recaption", "judge (generate)", "judge (logits)")
 
 SMALL_TEXT = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4}
 SMALL_VISION = {"depth": 2, "embed_dim": 64, "num_heads": 4}
@@ -49,7 +55,9 @@ def run(samples: int = 32, batch_size: int = 8, max_new_tokens: int = 16, repeat
         model_dir = build_qwen2_vl(work / "model", text=SMALL_TEXT, vision=SMALL_VISION, max_pixels=112 * 112)
         backend = load_backend(VlmConfig(model=str(model_dir), name="small-random-qwen2-vl"))
         lake = Lake(str(work / "lake"))
-        write_shard(lake, "bench", many(samples))
+        # every stage before recaption run by its op, keeping every sample (no heuristics, no judge yet)
+        small = [replace(s, width=40, height=30) for s in many(samples)]
+        write_shards(lake, {"bench": small}, "safety", Settings(quality=QualityConfig(heuristics=NO_HEURISTICS)))
         judge_config = QualityConfig(
             heuristics=NO_HEURISTICS, judge=JudgeConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
         )
@@ -58,15 +66,16 @@ def run(samples: int = 32, batch_size: int = 8, max_new_tokens: int = 16, repeat
         runs = {
             "judge (generate)": lambda: quality_shard(lake, "bench", judge_config, judge=backend),
             "judge (logits)": lambda: quality_shard(lake, "bench", logit_config, judge=backend),
-            "recaption": lambda: recaption_shard(lake, "bench", caption_config, backend, upstream="download"),
+            "recaption": lambda: recaption_shard(lake, "bench", caption_config, backend),
         }
         result: dict = {"samples": samples, "batch_size": batch_size, "max_new_tokens": max_new_tokens}
-        for name, fn in runs.items():
+        for name in MEASURE_ORDER:
+            fn = runs[name]
             fn()  # warm-up: first-call allocations and lazy imports
             measured = [_stage(fn, backend) for _ in range(repeats)]
             result[name] = sorted(measured, key=lambda m: m["stage_s"])[len(measured) // 2]
     lines = [
-        f"{samples} samples (solid-colour JPEGs, 40×30 px) in one shard, batch {batch_size}, "
+        f"{samples} samples (smooth random-pattern JPEGs, 40×30 px) in one shard, batch {batch_size}, "
         f"{max_new_tokens} new tokens, small random Qwen2-VL on CPU, median of {repeats} run(s) after a warm-up.",
         "",
         "| stage | samples/s | stage s | in model s | overhead (outside the model) |",

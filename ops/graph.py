@@ -105,7 +105,7 @@ def stages() -> dict[str, Stage]:
     the stage modules import this module, so building it at import time would tie them in a knot.
     """
     from ops.crawl.reasons import PAIR_REASONS
-    from ops.crawl.shard import CrawlConfig
+    from ops.crawl.shard import CrawlConfig, record_problems
     from ops.curation.config import CurationConfig
     from ops.curation.reasons import REASONS as CURATION_REASONS
     from ops.dataset.writer import REASONS as DATASET_REASONS
@@ -114,7 +114,7 @@ def stages() -> dict[str, Stage]:
     from ops.dedup.reasons import HASH_REASONS
     from ops.dedup.reasons import REASONS as DEDUP_REASONS
     from ops.download import REASONS as DOWNLOAD_REASONS
-    from ops.download import DownloadConfig
+    from ops.download import DownloadConfig, tar_problems
     from ops.evaluation.config import EvaluationConfig
     from ops.guardrails import GuardrailConfig
     from ops.quality.config import QualityConfig
@@ -136,6 +136,7 @@ def stages() -> dict[str, Stage]:
                 "policy, language ID, in-shard repeats dropped, stable uid",
                 reasons=PAIR_REASONS,
                 settings=(CrawlConfig,),
+                verify=record_problems,
             ),
             Stage(
                 "download",
@@ -145,6 +146,7 @@ def stages() -> dict[str, Stage]:
                 "decompression bombs refused from the header",
                 reasons=DOWNLOAD_REASONS,
                 settings=(DownloadConfig,),
+                verify=tar_problems,
                 pool="download",
             ),
             Stage(
@@ -242,7 +244,7 @@ def stages() -> dict[str, Stage]:
                 "safety",
                 "shard",
                 "quality",
-                "captions carrying personal data (e-mail, phone, payment card, national id, IP address) dropped",
+                "captions carrying personal data (e-mail, payment card, IBAN, national id, phone, IP address) dropped",
                 reasons=SAFETY_REASONS,
                 settings=(SafetyConfig,),
             ),

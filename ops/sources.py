@@ -3,10 +3,11 @@
 One source file is one shard (a Dagster partition). The key is derived from the file's path, so a person can
 tell which file a shard is: ``sources/cc/CC-MAIN-1.warc.gz`` becomes ``cc.CC-MAIN-1``. Keys are restricted to
 characters that are safe in file names, URLs and partition keys, which folds some names together (a space and
-an underscore, an accent and its absence, and, on a case-insensitive disk, upper and lower case). So the first
-registration of a key binds it to its file for ever, in ``registry/shards.json``: a later file that folds to a
-registered key is refused loudly, never silently swapped in, and a shard's source is always the file it was
-registered with. The registry also keeps the order shards arrived in.
+an underscore, and, on a case-insensitive disk, upper and lower case); a file the lake cannot read by name (an
+accent, a bracket) is reported, never registered. So the first registration of a key binds it to its file for
+ever, in ``registry/shards.json``: a later file that folds to a registered key is refused loudly, never silently
+swapped in, and a shard's source is always the file it was registered with. The registry also keeps the order
+shards arrived in.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from infra.lake import Lake
+from infra.lake import Lake, UnsafePathError, check_relative
 
 SOURCES = "sources"
 REGISTRY = "registry/shards.json"
@@ -65,9 +66,12 @@ def list_sources(lake: Lake) -> tuple[dict[str, str], list[str]]:
         if not is_source(rel):
             continue
         try:
-            key = shard_key(rel)
+            key = shard_key(check_relative(rel))
         except SourceError as err:
             skipped.append(str(err))
+            continue
+        except UnsafePathError as err:
+            skipped.append(f"{rel!r} cannot be a shard: the lake does not read such names ({err})")
             continue
         folded = key.casefold()
         clashes.setdefault(folded, []).append(rel)

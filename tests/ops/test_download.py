@@ -15,11 +15,13 @@ from PIL import Image
 
 from infra.lake import Lake
 from infra.sample_web import serve
+from ops import graph
+from ops.crawl.shard import CrawlConfig
 from ops.download import REASONS, DownloadConfig, download_shard, paths
-from ops.layout import table_path
 from ops.ledger import check_ledger, kept_uids
-from ops.uid import pair_uid
+from ops.stage import conservation_problems
 from tests.conftest import free_port
+from tests.ops.lakes import Pair, crawl
 
 LOOPBACK = ("127.0.0.1/32",)
 
@@ -49,20 +51,12 @@ def site(tmp_path_factory):
 
 
 def _crawl_table(lake: Lake, shard: str, urls: dict[str, str]) -> dict[str, str]:
-    """Write a crawl table as the crawl op would (only the columns download reads); returns name -> uid."""
-    uids = {name: pair_uid(url, f"caption {name}") for name, url in urls.items()}
-    dropped = pair_uid("http://127.0.0.1/never", "dropped at crawl")
-    table = pa.table(
-        {
-            "uid": [*uids.values(), dropped],
-            "url": [*urls.values(), "http://127.0.0.1/never"],
-            "text": [*(f"caption {n}" for n in urls), "dropped at crawl"],
-            "kept": [True] * len(urls) + [False],
-            "reason": [""] * len(urls) + ["no_text"],
-        }
-    )
-    lake.write_parquet(table_path("crawl", shard), table)
-    return uids
+    """Crawl a URL list of these links (loopback admitted, as the demo does) plus one pair the crawl drops;
+    returns name -> uid of the links."""
+    pairs = [Pair(name, f"caption {name}", link=url) for name, url in urls.items()]
+    pairs.append(Pair("dropped", "", link="http://127.0.0.1/never"))  # no text: dropped at crawl
+    uids = crawl(lake, shard, pairs, CrawlConfig(allow_networks=("127.0.0.0/8",)))
+    return {name: uids[name] for name in urls}
 
 
 def test_real_download_records_every_failure_with_its_reason(site, tmp_path):
@@ -114,8 +108,9 @@ def test_real_download_records_every_failure_with_its_reason(site, tmp_path):
     }
     assert all(ledger.filter(pa.compute.invert(ledger["kept"]))["error_message"].to_pylist())
     assert (report.rows_in, report.rows_kept) == (14, 3)
-    crawl = lake.read_parquet(table_path("crawl", "s1"))
-    assert check_ledger(ledger, REASONS, report=report, expected_uids=kept_uids(crawl)) == []
+    crawled = lake.read_parquet(graph.stage("crawl").table("s1"))
+    assert check_ledger(ledger, REASONS, report=report, expected_uids=kept_uids(crawled)) == []
+    assert conservation_problems(lake, graph.stage("download"), "s1") == []  # ledger, report and tar agree
 
     with tarfile.open(lake.path(paths("s1")["tar"])) as tf:
         names = sorted(m.name for m in tf.getmembers())

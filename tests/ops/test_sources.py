@@ -1,7 +1,22 @@
+"""Shard keys from source paths, and the registry that binds a key to its file for ever."""
+
+import unicodedata
+from pathlib import Path
+
 import pytest
 
 from infra.lake import Lake
-from ops.sources import SourceError, check_shard_key, list_sources, shard_key, source_for
+from ops.sources import (
+    REGISTRY,
+    SourceError,
+    check_shard_key,
+    list_sources,
+    register,
+    registry,
+    shard_key,
+    source_for,
+    sync,
+)
 
 
 def test_shard_keys_from_paths():
@@ -16,18 +31,98 @@ def test_bad_keys_refused(bad):
         check_shard_key(bad)
 
 
-def test_listing_and_lookup(tmp_path):
+def test_listing_refuses_every_file_of_a_clash(tmp_path):
     lake = Lake(str(tmp_path))
     lake.write_bytes("sources/web/one.warc.gz", b"x")
     lake.write_bytes("sources/web/two.wat.gz", b"x")
     lake.write_bytes("sources/web/notes.txt", b"x")
-    lake.write_bytes("sources/web.one.warc", b"x")  # collides with web/one
+    lake.write_bytes("sources/web.one.warc", b"x")  # the same key as web/one
+    lake.write_bytes("sources/web/TWO.warc", b"x")  # the same key as web/two, case-folded
     found, skipped = list_sources(lake)
-    assert found == {"web.one": "sources/web.one.warc", "web.two": "sources/web/two.wat.gz"} or found == {
-        "web.one": "sources/web/one.warc.gz",
-        "web.two": "sources/web/two.wat.gz",
+    assert found == {}  # which file a key means must not depend on listing order
+    assert len(skipped) == 2
+    assert "'sources/web.one.warc', 'sources/web/one.warc.gz'] all map to shard 'web.one'" in skipped[0]
+    assert "all map to shard 'web.two'" in skipped[1]
+
+
+def test_first_registration_binds_and_sync_lists_new_keys(tmp_path):
+    lake = Lake(str(tmp_path))
+    lake.write_bytes("sources/cc/b.warc.gz", b"x")
+    lake.write_bytes("sources/cc/a.wat.gz", b"x")
+    assert registry(lake) == {}
+    new, refused = sync(lake, known=set())
+    assert (new, refused) == (["cc.a", "cc.b"], [])
+    assert {k: v["path"] for k, v in registry(lake).items()} == {
+        "cc.a": "sources/cc/a.wat.gz",
+        "cc.b": "sources/cc/b.warc.gz",
     }
-    assert len(skipped) == 1 and "both map to shard" in skipped[0]
-    assert source_for(lake, "web.two") == "sources/web/two.wat.gz"
-    with pytest.raises(SourceError, match="no source file"):
+    assert source_for(lake, "cc.a") == "sources/cc/a.wat.gz"
+    stamp = lake.read_bytes(REGISTRY)
+    assert sync(lake, known={"cc.a", "cc.b"}) == ([], [])
+    assert lake.read_bytes(REGISTRY) == stamp  # nothing new: the registry is not rewritten
+    lake.write_bytes("sources/cc/c.warc", b"x")
+    assert sync(lake, known={"cc.a", "cc.b"}) == (["cc.c"], [])
+    assert list(registry(lake)) == ["cc.a", "cc.b", "cc.c"]  # the order shards arrived in
+
+
+@pytest.mark.parametrize(
+    ("first", "later"),
+    [
+        ("sources/web/one.warc", "sources/Web/One.warc"),  # case
+        ("sources/urls/laion_part_1.parquet", "sources/urls/laion part 1.parquet"),  # a space for an underscore
+        ("sources/urls/a_b.parquet", "sources/urls/a  b.parquet"),  # two spaces fold to one underscore
+    ],
+)
+def test_a_later_file_that_folds_to_a_registered_key_is_refused(tmp_path, first, later):
+    lake = Lake(str(tmp_path))
+    lake.write_bytes(first, b"first")
+    [key], _ = sync(lake, known=set())
+    lake.delete(first)
+    lake.write_bytes(later, b"later")
+    new, refused = sync(lake, known={key})
+    assert new == []
+    assert len(refused) == 1 and repr(later) in refused[0] and f"registered for {first!r}" in refused[0]
+    assert registry(lake)[key]["path"] == first  # a registered key never re-points
+    with pytest.raises(SourceError, match="is gone"):
+        source_for(lake, key)
+    registration = register(lake, {shard_key(later): later})
+    assert registration.new == {} and len(registration.refused) == 1
+
+
+def test_accented_names_are_refused_with_a_message(tmp_path):
+    """The lake reads only safe path characters, so a file with an accent (in either Unicode form) can never be
+    crawled: it is reported by name, and the files beside it are still registered."""
+    lake = Lake(str(tmp_path))
+    folder = Path(lake.path("sources"))
+    folder.mkdir()
+    for form in ("NFC", "NFD"):
+        (folder / unicodedata.normalize(form, f"caf\u00e9-{form}.warc")).write_bytes(b"x")
+    lake.write_bytes("sources/cafe.warc", b"x")
+    new, refused = sync(lake, known=set())
+    assert new == ["cafe"]
+    assert len(refused) == 2 and all("caf" in message and "shard" in message for message in refused)
+    assert list(registry(lake)) == ["cafe"]
+
+
+def test_sync_adds_a_deleted_partition_again_while_its_file_exists(tmp_path):
+    lake = Lake(str(tmp_path))
+    lake.write_bytes("sources/a.warc", b"x")
+    lake.write_bytes("sources/b.warc", b"x")
+    assert sync(lake, known=set())[0] == ["a", "b"]
+    assert sync(lake, known={"b"})[0] == ["a"]  # partition "a" was deleted by hand: offered again
+    lake.delete("sources/a.warc")
+    assert sync(lake, known={"b"})[0] == []  # not once its file is gone
+    assert list(registry(lake)) == ["a", "b"]
+
+
+def test_source_for_errors(tmp_path):
+    lake = Lake(str(tmp_path))
+    with pytest.raises(SourceError, match="not registered"):
         source_for(lake, "web.three")
+    with pytest.raises(SourceError, match="invalid shard key"):
+        source_for(lake, "../etc")
+    lake.write_bytes("sources/web/three.warc", b"x")
+    with pytest.raises(SourceError, match="not registered"):  # a file alone is not a shard until registered
+        source_for(lake, "web.three")
+    sync(lake, known=set())
+    assert source_for(lake, "web.three") == "sources/web/three.warc"

@@ -79,5 +79,6 @@ def test_crawl_texts_per_language(tmp_path):
         "crawl/s0.parquet",
         pa.table({"text": ["a dog", "ein Hund", "dropped"], "lang": ["en", "de", "en"], "kept": [True, True, False]}),
     )
-    assert list(crawl_texts(lake)) == ["a dog", "ein Hund"]
-    assert list(crawl_texts(lake, lang="de")) == ["ein Hund"]
+    assert list(crawl_texts(lake, None, ["s0"])) == ["a dog", "ein Hund"]
+    assert list(crawl_texts(lake, "de", ["s0"])) == ["ein Hund"]
+    assert list(crawl_texts(lake, None, [])) == []  # only the shards asked for are read

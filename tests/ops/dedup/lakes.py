@@ -1,18 +1,17 @@
-"""Building download-shaped shards in a test lake: a webdataset tar and a ledger, as ops.download writes them."""
+"""Downloaded shards of given images in a test lake, made by the real crawl and download ops
+(:mod:`tests.ops.lakes`)."""
 
 from __future__ import annotations
 
 import io
-import json
-import tarfile
-import tempfile
-from pathlib import Path
 
-import pyarrow as pa
+from PIL import Image
 
 from infra.lake import Lake
-from ops.download import LEDGER_SCHEMA
+from ops import graph
+from ops.ledger import kept_uids
 from ops.uid import pair_uid
+from tests.ops.lakes import Pair, ingest, jpeg, rewrite_tar
 
 
 def sample(name: str, data: bytes, ext: str = "jpg", url: str | None = None, text: str | None = None) -> dict:
@@ -22,39 +21,35 @@ def sample(name: str, data: bytes, ext: str = "jpg", url: str | None = None, tex
     return {"name": name, "uid": pair_uid(url, text), "url": url, "text": text, "data": data, "ext": ext}
 
 
+def _opens(data: bytes) -> bool:
+    try:
+        Image.open(io.BytesIO(data))
+    except OSError:
+        return False
+    return True
+
+
 def write_shard(lake: Lake, shard: str, samples: list[dict], failed: int = 0, missing: int = 0) -> list[str]:
-    """Publish ``download/<shard>.tar`` and ``download/<shard>.parquet``; returns the kept uids in order.
+    """Crawl and download a shard of ``samples`` (keys ``000000000``... in their order); returns the uids the
+    download kept, in order.
 
-    ``failed`` extra rows are dropped by download (not in the tar, not in dedup); ``missing`` extra rows are
-    kept by the ledger but absent from the tar.
+    ``missing`` extra pairs are downloaded, then their images vanish from the tar; ``failed`` extra pairs fail to
+    download. A sample whose bytes are no image at all is downloaded as a stand-in and its bytes put in the tar
+    afterwards, so later stages meet what the test asked for.
     """
-    rows = {f.name: [] for f in LEDGER_SCHEMA}
-    with tempfile.TemporaryDirectory() as tmp:
-        tar_path = Path(tmp) / "shard.tar"
-        with tarfile.open(tar_path, "w") as tar:
-            for i, s in enumerate(samples):
-                key = f"{i:09d}"
-                meta = {"uid": s["uid"], "url": s["url"], "caption": s["text"], "key": key, "status": "success"}
-                for suffix, payload in (
-                    (s["ext"], s["data"]),
-                    ("txt", s["text"].encode()),
-                    ("json", json.dumps(meta).encode()),
-                ):
-                    info = tarfile.TarInfo(f"{key}.{suffix}")
-                    info.size = len(payload)
-                    tar.addfile(info, io.BytesIO(payload))
-                _row(rows, s["uid"], key, s["url"], True, "")
-        for i in range(failed):
-            _row(rows, pair_uid(f"https://example.org/failed/{shard}/{i}", "x"), None, "u", False, "timeout")
-        for i in range(missing):
-            key = f"{len(samples) + i:09d}"
-            _row(rows, pair_uid(f"https://example.org/missing/{shard}/{i}", "x"), key, "u", True, "")
-        lake.put_file(tar_path, f"download/{shard}.tar")
-    lake.write_parquet(f"download/{shard}.parquet", pa.Table.from_pydict(rows, schema=LEDGER_SCHEMA))
-    return [u for u, k in zip(rows["uid"], rows["kept"], strict=True) if k]
-
-
-def _row(rows: dict, uid: str, key: str | None, url: str, kept: bool, reason: str) -> None:
-    values = {"uid": uid, "key": key, "url": url, "kept": kept, "reason": reason}
-    for name, column in rows.items():
-        column.append(values.get(name))
+    pairs = [
+        Pair(s["name"], s["text"], s["data"] if _opens(s["data"]) else jpeg(i), link=s["url"])
+        for i, s in enumerate(samples)
+    ]
+    gone = [
+        Pair(f"missing-{i}", "x", jpeg(10_000 + i), link=f"https://example.org/missing/{shard}/{i}")
+        for i in range(missing)
+    ]
+    pairs += gone
+    pairs += [Pair(f"failed-{i}", "x", None, link=f"https://example.org/failed/{shard}/{i}") for i in range(failed)]
+    uids = ingest(lake, shard, pairs)
+    assert [uids[s["name"]] for s in samples] == [s["uid"] for s in samples], "the crawl's uids are the samples'"
+    unreadable = {s["name"]: s["data"] for s in samples if not _opens(s["data"])}
+    if unreadable or gone:
+        rewrite_tar(lake, shard, uids, replace=unreadable, remove=[p.name for p in gone])
+    return kept_uids(lake.read_parquet(graph.stage("download").table(shard), ["uid", "kept"]))

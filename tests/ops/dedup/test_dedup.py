@@ -18,6 +18,7 @@ from ops.dedup.crops import FINGERPRINT_VERSION, N_WINDOWS
 from ops.dedup.layout import details_path, hashes_path
 from ops.ledger import check_ledger
 from tests.ops.dedup.lakes import sample, write_shard
+from tests.ops.lakes import jpeg
 
 EXACT_GROUPS = [{"img1.png", "img4.png"}, {"img2.jpg", "img5.jpg"}, {"img3.jpg", "img6.jpg", "img7.jpg"}]
 SHARD_A = ["img1.png", "img2.jpg", "img3.jpg", "blip.jpg", "cat.jpg", "img8.jpg", "img9.jpg", "img10.jpg"]
@@ -387,3 +388,35 @@ def test_an_eval_set_nothing_resembles_drops_nothing(tmp_path, photos):
     lake.write_bytes("eval/other/c/x.png", _encode(photos.image("blip.jpg"), "PNG"))
     report = build_index(lake, ["s"], DedupConfig(eval_sets=("eval/other",)))
     assert report.rows_kept == 2 and not report.dropped
+
+
+def test_the_index_names_the_shards_whose_decisions_changed(tmp_path, shards, photos):
+    """Only those have to run ``dedup`` again: none after an unchanged rebuild, a new shard alone when it brings
+    nothing the others hold, and old shards too when a new, better copy takes their survivor's place."""
+    lake = Lake(str(tmp_path / "lake"))
+    for shard in ("shard-a", "shard-b"):
+        write_shard(lake, shard, shards[shard])
+        hash_shard(lake, shard, DedupConfig())
+    assert build_index(lake, ["shard-a", "shard-b"], DedupConfig()).extra["affected_shards"] == ["shard-a", "shard-b"]
+    assert build_index(lake, ["shard-b", "shard-a"], DedupConfig()).extra["affected_shards"] == []
+
+    write_shard(lake, "shard-new", [sample("unrelated", jpeg(5, (300, 200)))])
+    hash_shard(lake, "shard-new", DedupConfig())
+    grown = ["shard-a", "shard-b", "shard-new"]
+    assert build_index(lake, grown, DedupConfig()).extra["affected_shards"] == ["shard-new"]
+
+    cat = photos.image("cat.jpg")
+    write_shard(lake, "shard-big", [sample("cat@x2", _encode(cat.resize((cat.width * 2, cat.height * 2))))])
+    hash_shard(lake, "shard-big", DedupConfig())
+    report = build_index(lake, [*grown, "shard-big"], DedupConfig())
+    # the larger copy survives: cat in shard-a is now its duplicate, and so are cat's copies in shard-b
+    assert report.extra["affected_shards"] == ["shard-a", "shard-b", "shard-big"]
+    dedup_shard(lake, "shard-a", DedupConfig())
+    rows = _by_name(
+        {("shard-a", r["key"]): r for r in lake.read_parquet("dedup/shard-a.parquet").to_pylist()},
+        {"shard-a": shards["shard-a"]},
+    )
+    assert rows["cat.jpg"]["reason"] == "near_duplicate" and rows["cat.jpg"]["duplicate_of_shard"] == "shard-big"
+
+    every = [*grown, "shard-big"]
+    assert build_index(lake, every, DedupConfig(phash_radius=4)).extra["affected_shards"] == sorted(every)

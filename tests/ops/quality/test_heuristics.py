@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from ops.quality import reasons as R
+from ops.quality.config import HeuristicRules
 from ops.quality.heuristics import DATACOMP_BASIC, NO_HEURISTICS, PRESETS, HeuristicConfig, heuristic_reason
 
 
@@ -59,5 +58,19 @@ def test_upper_caption_bounds_are_inclusive() -> None:
 
 def test_no_heuristics_keeps_everything() -> None:
     assert heuristic_reason(None, None, None, None, NO_HEURISTICS) == ""
-    assert math.isinf(NO_HEURISTICS.max_aspect_ratio)
+    assert heuristic_reason("", "xx", 1, 100_000, NO_HEURISTICS) == ""  # every rule at 0 is off, the ratio too
     assert PRESETS["datacomp_basic"] is DATACOMP_BASIC
+
+
+def test_rules_start_from_a_preset_and_each_can_be_set_or_turned_off() -> None:
+    assert HeuristicRules().resolve() == DATACOMP_BASIC
+    small_images = HeuristicRules(min_side=0).resolve()
+    assert heuristic_reason("a red bicycle", "en", 64, 64, small_images) == ""
+    assert heuristic_reason("a red bicycle", "de", 64, 64, small_images) == R.LANGUAGE  # the rest of the preset
+    assert heuristic_reason("a red bicycle", "en", 640, 100, small_images) == R.ASPECT_RATIO
+    no_ratio = HeuristicRules(max_aspect_ratio=0).resolve()
+    assert heuristic_reason("a red bicycle", "en", 2000, 200, no_ratio) == ""
+    assert HeuristicRules(languages=()).resolve().languages == ()  # an empty list turns the language rule off
+    assert HeuristicRules(preset="none", languages=["en", "de"]).resolve() == HeuristicConfig(languages=("en", "de"))
+    with pytest.raises(ValueError, match="preset"):
+        HeuristicRules(preset="strict")

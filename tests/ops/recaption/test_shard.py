@@ -7,16 +7,17 @@ from pathlib import Path
 import pytest
 
 from infra.lake import Lake
-from ops.layout import report_path, table_path
+from ops import graph
 from ops.ledger import check_ledger
-from ops.quality.shard import QualityConfig, quality_shard
 from ops.recaption import REASONS, RecaptionConfig, recaption_shard
 from ops.report import StageReport
+from ops.stage import conservation_problems
 from ops.vlm import VlmConfig, load_backend
-from tests.ops.quality.shards import Sample, many, write_shard
+from tests.ops.quality.shards import GERMAN, Sample, many, write_shard
 
-SAMPLES = [*many(5), Sample("german", lang="de"), Sample("bad", image="corrupt"), Sample("gone", image="missing")]
-QUALITY_KEPT = [s.uid for s in SAMPLES if s.uid != "german"]
+SAMPLES = [*many(5), Sample("german", text=GERMAN), Sample("bad", image="corrupt"), Sample("gone", image="missing")]
+SAFETY_KEPT = [s.name for s in SAMPLES if s.name != "german"]  # quality's language rule dropped it
+RECAPTION = graph.stage("recaption")
 
 
 @pytest.fixture(scope="module")
@@ -26,29 +27,28 @@ def captioner(tiny_llava: Path):
         return load_backend(VlmConfig(model=str(tiny_llava), name="tiny-llava"))
 
 
-def shard_after_quality(root: Path) -> Lake:
+def shard_after_safety(root: Path) -> tuple[Lake, list[str]]:
+    """The lake as every stage before recaption leaves it; the uids safety kept."""
     lake = Lake(str(root))
-    write_shard(lake, "s0", SAMPLES)
-    quality_shard(lake, "s0", QualityConfig())
-    return lake
+    uids = write_shard(lake, "s0", SAMPLES, through="safety")
+    return lake, [uids[n] for n in SAFETY_KEPT]
 
 
 def read(lake: Lake):
-    return lake.read_parquet(table_path("recaption", "s0")), StageReport.from_dict(
-        lake.read_json(report_path("recaption", "s0"))
-    )
+    return lake.read_parquet(RECAPTION.table("s0")), StageReport.from_dict(lake.read_json(RECAPTION.report("s0")))
 
 
-def test_captions_every_quality_kept_sample(tmp_path: Path, captioner) -> None:
-    lake = shard_after_quality(tmp_path)
+def test_captions_every_sample_safety_kept(tmp_path: Path, captioner) -> None:
+    lake, kept = shard_after_safety(tmp_path)
     report = recaption_shard(lake, "s0", RecaptionConfig(max_new_tokens=12, batch_size=2), captioner)
     table, written = read(lake)
-    assert table["uid"].to_pylist() == QUALITY_KEPT
-    assert check_ledger(table, REASONS, written, QUALITY_KEPT) == []
-    rows = {r["uid"]: r for r in table.to_pylist()}
+    assert table["uid"].to_pylist() == kept
+    assert check_ledger(table, REASONS, written, kept) == []
+    assert conservation_problems(lake, RECAPTION, "s0") == []
+    rows = dict(zip(SAFETY_KEPT, table.to_pylist(), strict=True))
     assert rows["bad"]["reason"] == rows["gone"]["reason"] == "undecodable"
     for sample in many(5):
-        row = rows[sample.uid]
+        row = rows[sample.name]
         assert row["kept"] and row["captioner"] == "tiny-llava"
         assert row["synthetic_text"] is None or isinstance(row["synthetic_text"], str)
     assert report.extra["captioned"] + report.extra["empty_captions"] == 5
@@ -67,7 +67,7 @@ def test_the_raw_caption_can_be_quoted_in_the_prompt(tmp_path: Path) -> None:
             self.prompts.extend(prompts)
             return ["A long synthetic caption. " * 40] * len(prompts)
 
-    lake = shard_after_quality(tmp_path)
+    lake, _ = shard_after_safety(tmp_path)
     backend = Recorder()
     recaption_shard(lake, "s0", RecaptionConfig(prompt="Improve this alt text: {caption}"), backend)
     assert backend.prompts[0] == "Improve this alt text: photo u0 of a red bicycle"
@@ -76,12 +76,12 @@ def test_the_raw_caption_can_be_quoted_in_the_prompt(tmp_path: Path) -> None:
 
 
 def test_no_captioner_writes_no_captions_and_says_so(tmp_path: Path) -> None:
-    lake = shard_after_quality(tmp_path)
+    lake, kept = shard_after_safety(tmp_path)
     report = recaption_shard(lake, "s0", RecaptionConfig(), None)
     table, written = read(lake)
     assert report.extra["captioner"] == "no captioner configured"
-    assert table["synthetic_text"].null_count == table["captioner"].null_count == len(QUALITY_KEPT)
-    assert check_ledger(table, REASONS, written, QUALITY_KEPT) == []
+    assert table["synthetic_text"].null_count == table["captioner"].null_count == len(kept)
+    assert check_ledger(table, REASONS, written, kept) == []
 
 
 def test_generation_length_is_bounded() -> None:
@@ -106,9 +106,9 @@ def test_resume_after_interruption_gives_the_same_table(tmp_path: Path, captione
             return captioner.generate(images, prompts, max_new_tokens)
 
     config = RecaptionConfig(max_new_tokens=8, batch_size=2)
-    whole = shard_after_quality(tmp_path / "whole")
+    whole, _ = shard_after_safety(tmp_path / "whole")
     recaption_shard(whole, "s0", config, captioner)
-    lake = shard_after_quality(tmp_path / "resumed")
+    lake, _ = shard_after_safety(tmp_path / "resumed")
     with pytest.raises(KeyboardInterrupt):
         recaption_shard(lake, "s0", config, DiesAfter(1))
     second = DiesAfter(99)
