@@ -65,7 +65,7 @@ def test_every_per_shard_stage_has_a_vocabulary_and_the_books_checks_are_wired()
     assert graph.stage("download").verify(None, "s", report) == ["tar holds 1 samples, ledger keeps 2"]
 
 
-def test_levels_wave_depths_and_triggers_on_the_real_graph():
+def test_levels_depths_and_triggers_on_the_real_graph():
     levels = {name: graph.level(name) for name in graph.stages()}
     assert levels == {
         "crawl": 0,
@@ -85,12 +85,12 @@ def test_levels_wave_depths_and_triggers_on_the_real_graph():
         "model": 2,
         "evaluation": 2,
     }
-    # a global step waits for the per-shard stages of its own level that lead into it
-    assert graph.wave_depth("dedup_index") == 3  # crawl, download, image_hashes
-    assert graph.wave_depth("entry_counts") == 2  # dedup, curation
-    assert graph.wave_depth("clip_score_threshold") == 3  # dedup, curation, clip_scores
-    assert graph.wave_depth("dataset") == 3  # quality, safety, recaption
-    assert graph.wave_depth("model") == 0
+    # a global step looks back along its longest path for anything still in flight
+    assert graph.depth("crawl") == 0
+    assert graph.depth("dedup_index") == 3  # crawl, download, image_hashes
+    assert graph.depth("entry_counts") == 6  # ... dedup_index, dedup, curation
+    assert graph.depth("dataset") == 11  # ... clip_scores, clip_score_threshold, quality, safety, recaption
+    assert graph.depth("model") == 12
     # an update of a per-shard input behind a global dep reaches the stage through that global step
     assert graph.triggering_deps("dedup") == ((), ("dedup_index",))
     assert graph.triggering_deps("curation") == (("dedup",), ("metaclip_metadata",))

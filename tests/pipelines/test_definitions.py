@@ -50,9 +50,11 @@ def test_assets_follow_the_declared_graph():
         assert node.partitions_def == (shards if stage.per_shard else None)
         assert (node.backfill_policy is not None) == stage.per_shard
         assert isinstance(node.automation_condition, AutomationCondition)
-    checks = {(c.asset_key.to_user_string(), c.name) for c in asset_graph.asset_check_keys}
-    assert checks == {(s.name, "rows_conserved") for s in graph.shard_stages()}
-    assert all(asset_graph.get_check_spec(key).blocking for key in asset_graph.asset_check_keys)
+    checks = {(c.asset_key.to_user_string(), c.name): c for c in asset_graph.asset_check_keys}
+    per_shard = {(s.name, name) for s in graph.shard_stages() for name in ("rows_conserved", "drop_share")}
+    assert set(checks) == per_shard | {("dataset", "not_empty")}
+    for (_, name), key in checks.items():
+        assert asset_graph.get_check_spec(key).blocking == (name != "drop_share")  # a share is a warning
 
 
 def test_jobs_are_the_graph_waves_in_order():
