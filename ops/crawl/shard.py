@@ -19,11 +19,12 @@ import pyarrow as pa
 
 from infra.lake import Lake
 from ops.crawl import reasons as R
-from ops.crawl.charset import CharsetError, decode_html
+from ops.crawl.charset import CharsetError, NoMarkupError, decode_page
+from ops.crawl.framing import ReadTotals
 from ops.crawl.html import Candidate, extract_html, normalize_text
 from ops.crawl.lang import identify
 from ops.crawl.optout import opts_out
-from ops.crawl.records import SourceRecord, iter_url_list, iter_warc, source_format
+from ops.crawl.records import SourceRecord, iter_url_list, iter_warc, source_format, url_list_rows
 from ops.crawl.urls import UrlPolicy, clean_src
 from ops.crawl.wat import WatError, parse_wat
 from ops.layout import report_path, table_path
@@ -91,11 +92,14 @@ class _PairTable:
         base: str,
         opt_out: bool = False,
         capped: bool = False,
+        invalid: bool = False,
     ) -> None:
         """Decide one candidate; the checks run in the precedence order of :data:`reasons.PAIR_REASONS`."""
         url, url_reason = self._policy.resolve(src, base) if src else ("", R.NO_SRC)
         uid = pair_uid(url, text)
-        if not text:
+        if invalid:
+            reason = R.INVALID_UTF8
+        elif not text:
             reason = R.NO_TEXT
         elif not src:
             reason = R.NO_SRC
@@ -156,6 +160,8 @@ class _RecordCounts:
         self.failed: Counter[str] = Counter()
         self.pages = 0
         self.pages_opted_out = 0
+        self.unsupported_charsets = 0  # pages whose declared charset no browser knows: decoded by the fallback
+        self.read: dict[str, int] = {}  # what the read of the source covered, checked by ops.crawl.books
 
     def to_extra(self, pairs: int) -> dict[str, Any]:
         extra: dict[str, Any] = {
@@ -165,10 +171,12 @@ class _RecordCounts:
             "records_failed": sum(self.failed.values()),
             "pages": self.pages,
             "pages_opted_out": self.pages_opted_out,
+            "pages_unsupported_charset": self.unsupported_charsets,
             "pairs_per_page": round(pairs / self.pages, 3) if self.pages else 0.0,
         }
         extra.update({f"records_ignored.{k}": v for k, v in sorted(self.ignored.items())})
         extra.update({f"records_failed.{k}": v for k, v in sorted(self.failed.items())})
+        extra.update(self.read)
         return extra
 
 
@@ -193,8 +201,13 @@ def _take_record(record: SourceRecord, pairs: _PairTable, counts: _RecordCounts)
                 return
             page, page_url = wat.page, wat.page_url or page_url
         else:
-            page = extract_html(decode_html(record.body, record.charset))
+            decoded = decode_page(record.body, record.charset)
+            counts.unsupported_charsets += decoded.unsupported_label is not None
+            page = extract_html(decoded.text)
             page.opt_out = page.opt_out or opts_out(record.robots)
+    except NoMarkupError:
+        counts.ignored[R.NO_MARKUP] += 1
+        return
     except CharsetError:
         counts.failed[R.DECODE_ERROR] += 1
         return
@@ -215,17 +228,23 @@ def _take_record(record: SourceRecord, pairs: _PairTable, counts: _RecordCounts)
 
 def _crawl_url_list(lake: Lake, source_rel: str, pairs: _PairTable, counts: _RecordCounts) -> None:
     """Each row of a URL list is a record and a candidate; URLs must be absolute (there is no page)."""
+    read = unread = 0
     with lake.open(source_rel) as f:
+        declared = url_list_rows(f)
+        f.seek(0)
         for batch in iter_url_list(f):
             if batch.failure:
                 counts.records_in += 1
                 counts.failed[batch.failure] += 1
+                unread += batch.rows
                 continue
             counts.records_in += len(batch.urls)
             counts.used += len(batch.urls)
-            for url, text in zip(batch.urls, batch.texts, strict=True):
+            read += len(batch.urls)
+            for url, text, bad in zip(batch.urls, batch.texts, batch.bad, strict=True):
                 caption = normalize_text(text) if text else ""
-                pairs.add(clean_src(url), caption, "caption" if caption else "", "", "")
+                pairs.add(clean_src(url), caption, "caption" if caption else "", "", "", invalid=bad)
+    counts.read = {"url_list.rows": declared, "url_list.rows_read": read, "url_list.rows_unread": unread}
 
 
 def crawl_shard(lake: Lake, source_rel: str, shard: str, config: CrawlConfig) -> StageReport:
@@ -244,8 +263,10 @@ def crawl_shard(lake: Lake, source_rel: str, shard: str, config: CrawlConfig) ->
         else:
             if not lake.exists(source_rel):
                 raise FileNotFoundError(lake.uri(source_rel))
-            for record in iter_warc(lambda: lake.open(source_rel)):
+            totals = ReadTotals()
+            for record in iter_warc(lambda: lake.open(source_rel), totals):
                 _take_record(record, pairs, counts)
+            counts.read = totals.to_extra()
         table = pairs.to_table()
         lake.write_parquet(table_path("crawl", shard), table)
     dropped = Counter(r for r in pairs.reason if r)

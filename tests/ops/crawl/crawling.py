@@ -8,6 +8,7 @@ from pathlib import Path
 
 from infra.lake import Lake
 from ops.crawl import PAIR_REASONS, RECORD_FAILURES, SCHEMA, CrawlConfig, crawl_shard
+from ops.crawl.books import read_problems
 from ops.report import StageReport
 from ops.uid import pair_uid
 
@@ -34,6 +35,7 @@ def check_accounting(report: StageReport, rows: list[dict]) -> None:
     assert extra["records_failed"] == failed
     assert extra["records_ignored"] == ignored
     assert extra["records_in"] == extra["records_used"] + ignored + failed
+    assert read_problems(extra) == []
     assert {k.split(".", 1)[1] for k in extra if k.startswith("records_failed.")} <= set(RECORD_FAILURES)
     assert report.rows_in == len(rows)
     assert report.rows_kept == sum(r["kept"] for r in rows)
