@@ -55,7 +55,8 @@ class CrawlConfig:
     honour_opt_out: bool = True
     max_text_chars: int = 2000
     max_url_chars: int = 2048
-    max_images_per_page: int = 1000
+    max_images_per_page: int = 1000  # candidates past these are page_image_cap rows ...
+    max_rows_per_page: int = 2000  # ... up to these; image tags past them are counted (images_unlisted), not rows
     detect_language: bool = True
 
 
@@ -63,7 +64,7 @@ class _PairTable:
     """Accumulates the shard's rows column by column and decides each pair as it arrives."""
 
     def __init__(self, config: CrawlConfig) -> None:
-        self._config = config
+        self.config = config
         self._policy = UrlPolicy(config.allow_networks, config.max_url_chars)
         self._seen: set[str] = set()
         self.uid: list[str] = []
@@ -78,8 +79,8 @@ class _PairTable:
 
     def add_page(self, page_url: str, base_href: str | None, images: list[Candidate], opt_out: bool) -> None:
         base = self._policy.base_for(page_url, base_href)
-        opt_out = opt_out and self._config.honour_opt_out
-        cap = self._config.max_images_per_page
+        opt_out = opt_out and self.config.honour_opt_out
+        cap = self.config.max_images_per_page
         for i, (src, text, source) in enumerate(images):
             self.add(src, text, source, page_url, base, opt_out, i >= cap)
 
@@ -107,7 +108,7 @@ class _PairTable:
             reason = R.OPT_OUT
         elif capped:
             reason = R.PAGE_IMAGE_CAP
-        elif len(text) > self._config.max_text_chars:
+        elif len(text) > self.config.max_text_chars:
             reason = R.TEXT_TOO_LONG
         elif url_reason:
             reason = url_reason
@@ -116,6 +117,11 @@ class _PairTable:
         else:
             self._seen.add(uid)
             reason = ""
+        text_cap, url_cap = self.config.max_text_chars, self.config.max_url_chars
+        if len(text) > text_cap or len(url) > url_cap:  # dropped already: stored cut, so a page cannot multiply them
+            text, url = text[:text_cap], url[:url_cap]
+            uid = pair_uid(url, text)
+        page_url = page_url[:url_cap]
         self.uid.append(uid)
         self.url.append(url)
         self.text.append(text)
@@ -128,7 +134,7 @@ class _PairTable:
         n = len(kept)
         langs = [""] * n
         probs = [0.0] * n
-        if self._config.detect_language:
+        if self.config.detect_language:
             found = identify(t for t, k in zip(self.text, kept, strict=True) if k)
             for i in range(n):
                 if kept[i]:
@@ -161,6 +167,8 @@ class _RecordCounts:
         self.pages = 0
         self.pages_opted_out = 0
         self.unsupported_charsets = 0  # pages whose declared charset no browser knows: decoded by the fallback
+        self.pages_row_capped = 0
+        self.images_unlisted = 0  # image tags past the row cap of their page: counted here, not rows
         self.read: dict[str, int] = {}  # what the read of the source covered, checked by ops.crawl.books
 
     def to_extra(self, pairs: int) -> dict[str, Any]:
@@ -172,6 +180,8 @@ class _RecordCounts:
             "pages": self.pages,
             "pages_opted_out": self.pages_opted_out,
             "pages_unsupported_charset": self.unsupported_charsets,
+            "pages_row_capped": self.pages_row_capped,
+            "images_unlisted": self.images_unlisted,
             "pairs_per_page": round(pairs / self.pages, 3) if self.pages else 0.0,
         }
         extra.update({f"records_ignored.{k}": v for k, v in sorted(self.ignored.items())})
@@ -191,8 +201,9 @@ def _take_record(record: SourceRecord, pairs: _PairTable, counts: _RecordCounts)
         return
     page_url = record.page_url
     try:
+        max_rows = pairs.config.max_rows_per_page
         if record.kind == "wat":
-            wat = parse_wat(record.body)
+            wat = parse_wat(record.body, max_rows)
             if wat is None:
                 counts.ignored[R.NO_HTML_METADATA] += 1
                 return
@@ -203,7 +214,7 @@ def _take_record(record: SourceRecord, pairs: _PairTable, counts: _RecordCounts)
         else:
             decoded = decode_page(record.body, record.charset)
             counts.unsupported_charsets += decoded.unsupported_label is not None
-            page = extract_html(decoded.text)
+            page = extract_html(decoded.text, max_rows)
             page.opt_out = page.opt_out or opts_out(record.robots)
     except NoMarkupError:
         counts.ignored[R.NO_MARKUP] += 1
@@ -223,6 +234,8 @@ def _take_record(record: SourceRecord, pairs: _PairTable, counts: _RecordCounts)
         counts.used += 1
     counts.pages += 1
     counts.pages_opted_out += page.opt_out
+    counts.pages_row_capped += page.unlisted > 0
+    counts.images_unlisted += page.unlisted
     pairs.add_page(page_url, page.base_href, page.images, page.opt_out)
 
 

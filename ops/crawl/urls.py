@@ -110,8 +110,8 @@ class UrlPolicy:
     def base_for(self, page_url: str, base_href: str | None) -> str:
         """The URL relative sources resolve against: ``<base href>`` resolved against the page, if it is http(s).
 
-        A base that does not resolve to an http(s) URL with a host is ignored, so a broken ``<base>`` costs the
-        page its relative images only when the page URL itself is unusable.
+        A base that does not resolve to an http(s) URL with a host, or is longer than a URL may be, is ignored, so a
+        broken ``<base>`` costs the page its relative images only when the page URL itself is unusable.
         """
         if not base_href:
             return page_url
@@ -123,7 +123,7 @@ class UrlPolicy:
             parts = urlsplit(base)
         except ValueError:
             return page_url
-        if parts.scheme in ("http", "https") and parts.hostname:
+        if parts.scheme in ("http", "https") and parts.hostname and len(base) <= self._max_url_chars:
             return base.split("#", 1)[0]
         return page_url
 
@@ -133,6 +133,8 @@ class UrlPolicy:
         ``url`` is the absolute URL without fragment, or the source as written when it cannot be resolved.
         Results are cached: sites repeat their logos and buttons on every page.
         """
+        if len(src) > self._max_url_chars:  # too long to keep (and to cache): a page could repeat it thousands of times
+            return self._resolve(src, base)
         key = (src, base)
         found = self._resolved.get(key)
         if found is None:
