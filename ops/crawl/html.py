@@ -19,8 +19,8 @@ from itertools import islice
 
 from selectolax.lexbor import LexborHTMLParser
 
-from ops.crawl.optout import ROBOTS_META_NAMES, opts_out
 from ops.crawl.urls import clean_src
+from ops.optout import ROBOTS_META_NAMES, opts_out
 
 TEXT_ATTRIBUTES = ("alt", "title", "data-image-title")
 

@@ -23,11 +23,11 @@ from ops.crawl.charset import CharsetError, NoMarkupError, decode_page
 from ops.crawl.framing import ReadTotals
 from ops.crawl.html import Candidate, extract_html, normalize_text
 from ops.crawl.lang import identify
-from ops.crawl.optout import opts_out
 from ops.crawl.records import SourceRecord, iter_url_list, iter_warc, source_format, url_list_rows
 from ops.crawl.urls import UrlPolicy, clean_src
 from ops.crawl.wat import WatError, parse_wat
 from ops.layout import report_path, table_path
+from ops.optout import opts_out
 from ops.report import StageReport
 from ops.uid import pair_uid
 

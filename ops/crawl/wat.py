@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ops.crawl.html import PageImages, pick_text
-from ops.crawl.optout import ROBOTS_META_NAMES, opts_out
 from ops.crawl.urls import clean_src
+from ops.optout import ROBOTS_META_NAMES, opts_out
 
 
 class WatError(ValueError):

@@ -225,12 +225,14 @@ def test_opt_out_meta(tmp_path: Path, head: str) -> None:
 
 
 def test_no_opt_out_for_other_directives(tmp_path: Path) -> None:
-    head = '<meta name="robots" content="noindex, nofollow, noarchive"><meta name="description" content="noai">'
+    head = '<meta name="robots" content="index, nofollow, noarchive"><meta name="description" content="noai">'
     _, rows = tiny(tmp_path, [html_page("http://e.com/", page_html('<img src="/a.png" alt="a">', head))])
     assert rows[0]["kept"]
 
 
-@pytest.mark.parametrize("value", ["noai", "noindex, noimageai", "otherbot: noai"])
+@pytest.mark.parametrize(
+    "value", ["noai", "noindex, noimageai", "otherbot: noai", "none", "otherbot: none", "noindex", "noimageindex"]
+)
 def test_opt_out_header(tmp_path: Path, value: str) -> None:
     headers = [("Content-Type", "text/html"), ("X-Robots-Tag", value)]
     _, rows = tiny(tmp_path, [html_page("http://e.com/", page_html('<img src="/a.png" alt="a">'), headers=headers)])
