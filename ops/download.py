@@ -15,6 +15,7 @@ import os
 import re
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from ops.decoder_limit import check_decoder_limit, set_default
 from ops.layout import report_path, table_path
 from ops.optout import OPT_OUT_DIRECTIVES
 from ops.report import StageReport
-from ops.tarscan import sample_keys
+from ops.tarscan import iter_samples, sample_keys
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb limit
 
@@ -102,6 +103,16 @@ def paths(shard: str) -> dict[str, str]:
         "stats": f"download/{shard}_stats.json",
         "report": report_path("download", shard),
     }
+
+
+def iter_tar_samples(lake: Lake, shard: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """The samples of ``download/<shard>.tar`` in tar order, every header verified; read to its end, the tar must
+    hold exactly the keys the ledger kept, so a damaged tar fails its reader (:class:`ops.tarscan.CorruptTar`)
+    instead of making every sample after the damage look missing."""
+    ledger = lake.read_parquet(paths(shard)["ledger"], columns=["key", "kept"])
+    keys = ledger.filter(pc.field("kept"))["key"].to_pylist()
+    with lake.open(paths(shard)["tar"]) as f:
+        yield from iter_samples(f, lake.uri(paths(shard)["tar"]), keys)
 
 
 _HTTP = re.compile(r"HTTP Error (\d{3})")

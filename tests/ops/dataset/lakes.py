@@ -25,7 +25,7 @@ def image_bytes(colour: str, rng: np.random.Generator, size: int = 32) -> bytes:
     return buf.getvalue()
 
 
-def _tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> None:
+def write_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> None:
     with tarfile.open(path, "w") as tar:
         for key, files in samples:
             for ext, data in files.items():
@@ -73,13 +73,14 @@ def build_lake(root: Path, n_shards: int = 2, per_shard: int = 40, seed: int = 0
                 }
                 samples.append((f"{n:09d}", files))
         staging = root / f".staging-{shard}.tar"
-        _tar(staging, samples)
+        write_tar(staging, samples)
         lake.put_file(staging, f"download/{shard}.tar")
         lake.write_parquet(
             table_path("download", shard),
             pa.table(
                 {
                     "uid": [r[0] for r in todo],
+                    "key": [f"{n:09d}" if k else None for n, k in enumerate(dl_kept)],
                     "kept": dl_kept,
                     "reason": ["" if k else "timeout" for k in dl_kept],
                 }

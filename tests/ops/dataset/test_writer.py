@@ -2,14 +2,14 @@ import json
 import tracemalloc
 from collections import Counter
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
 from ops.dataset import STAGES, DatasetConfig, MissingStageError, present_stages, write_dataset
-from ops.dataset.tars import iter_tar
 from ops.layout import table_path
-from tests.ops.dataset.lakes import build_lake
+from ops.tarscan import CorruptTar, iter_samples
+from tests.ops.dataset.lakes import build_lake, write_tar
+from tests.ops.tar_damage import KINDS, damaged
 
 SHARDS = ["shard-000", "shard-001"]
 
@@ -29,7 +29,7 @@ def _read_all(lake, result):
     out = {}
     for entry in result.manifest["shards"]:
         with lake.open(f"dataset/{result.version}/{entry['path']}") as f:
-            for key, files in iter_tar(f):
+            for key, files in iter_samples(f, entry["path"]):
                 out[key] = files
     return out
 
@@ -89,15 +89,12 @@ def test_online_curation_keeps_every_sample_with_a_chance(tmp_path):
 def test_missing_images_are_counted_and_partial_stages_refused(tmp_path):
     lake = build_lake(tmp_path / "lake", later_stages=False)
     assert present_stages(lake, SHARDS) == ("crawl", "download")
-    # both ledgers keep a pair whose image is not in the tar: dropped with a reason, not lost silently
-    lost = {"uid": ["f" * 32], "kept": [True], "reason": [""]}
-    for stage, row in (
-        ("crawl", {"url": ["http://x.test/a.jpg"], "text": ["a"], "page_url": [None]}),
-        ("download", {}),
-    ):
-        t = lake.read_parquet(table_path(stage, "shard-001"))
-        extra = pa.table({**lost, **row}).select(t.column_names).cast(t.schema)
-        lake.write_parquet(table_path(stage, "shard-001"), pa.concat_tables([t, extra]))
+    # the ledger keeps a sample whose image is not in its tar entry: dropped with a reason, not lost silently
+    with lake.open("download/shard-001.tar") as f:
+        samples = list(iter_samples(f, "shard-001"))
+    samples[0][1].pop("jpg")
+    write_tar(tmp_path / "rewritten.tar", samples)
+    lake.put_file(tmp_path / "rewritten.tar", "download/shard-001.tar")
     r = write_dataset(lake, SHARDS, DatasetConfig())
     assert r.report.dropped == {"missing_image": 1}
     assert r.report.rows_in == r.report.rows_kept + 1 == r.manifest["stages"]["download"]["rows_kept"]
@@ -120,3 +117,12 @@ def test_memory_does_not_grow_with_dataset_size(tmp_path):
     large, n_large = peak(10)
     assert n_large > 4 * n_small
     assert large < 1.5 * small + 200_000
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_damaged_download_tar_fails_the_dataset_and_publishes_nothing(tmp_path, kind):
+    lake = build_lake(tmp_path / "lake")
+    lake.write_bytes("download/shard-001.tar", damaged(lake.read_bytes("download/shard-001.tar"), kind, 4_321))
+    with pytest.raises(CorruptTar, match=r"download/shard-001\.tar"):
+        write_dataset(lake, SHARDS, DatasetConfig())
+    assert lake.list("dataset") == []

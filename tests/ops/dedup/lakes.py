@@ -26,7 +26,7 @@ def write_shard(lake: Lake, shard: str, samples: list[dict], failed: int = 0, mi
     """Publish ``download/<shard>.tar`` and ``download/<shard>.parquet``; returns the kept uids in order.
 
     ``failed`` extra rows are dropped by download (not in the tar, not in dedup); ``missing`` extra rows are
-    kept by the ledger but absent from the tar.
+    kept by the ledger, and their tar samples hold no image.
     """
     rows = {f.name: [] for f in LEDGER_SCHEMA}
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,6 +44,8 @@ def write_shard(lake: Lake, shard: str, samples: list[dict], failed: int = 0, mi
                     info.size = len(payload)
                     tar.addfile(info, io.BytesIO(payload))
                 _row(rows, s["uid"], key, s["url"], True, "")
+            for i in range(missing):  # a sample without its image file: absent, not damaged
+                tar.addfile(tarfile.TarInfo(f"{len(samples) + i:09d}.txt"), io.BytesIO(b""))
         for i in range(failed):
             _row(rows, pair_uid(f"https://example.org/failed/{shard}/{i}", "x"), None, "u", False, "timeout")
         for i in range(missing):

@@ -25,7 +25,7 @@ class Sample:
     lang: str = "en"
     width: int = 640
     height: int = 480
-    image: str = "ok"  # ok | corrupt (bytes that are not an image) | missing (in the ledger, not in the tar)
+    image: str = "ok"  # ok | corrupt (bytes that are not an image) | missing (its tar sample holds no image)
     downloaded: bool = True
 
 
@@ -70,13 +70,15 @@ def write_shard(lake: Lake, shard: str, samples: list[Sample], image_size: tuple
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for i, (s, key) in enumerate(zip(samples, keys, strict=True)):
-            if key is None or s.image == "missing":
+            if key is None:
                 continue
             members = {
                 "jpg": jpeg(i, image_size) if s.image == "ok" else b"not an image",
                 "txt": s.text.encode(),
                 "json": json.dumps({"uid": s.uid, "key": key}).encode(),
             }
+            if s.image == "missing":
+                del members["jpg"]
             for ext, data in members.items():
                 info = tarfile.TarInfo(f"{key}.{ext}")
                 info.size = len(data)
