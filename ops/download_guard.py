@@ -15,14 +15,11 @@ too big is refused from its headers. The same headers are checked against the op
 (the crawl's rule, so ``otherbot: noai`` and ``none`` mean at download what they mean at crawl), which replaces
 img2dataset's own check.
 
-img2dataset decodes with OpenCV, which allocates the full pixel array of whatever size a header claims; a
-tiny PNG can claim 40,000 × 40,000 pixels. :class:`PixelLimit` reads only the header and refuses images above the
-configured pixel count before OpenCV sees them. It parses the headers of nearly every format OpenCV decodes
-itself (:func:`ops.image_size.header_size`, a few times cheaper than Pillow in the GIL-bound downloader process),
-asks Pillow's lazy open about the rest (TIFF, JPEG 2000, AVIF), and refuses an image whose size neither can read.
-Behind it, OpenCV's own limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, read once when OpenCV loads) refuses what a header
-reader might have misread; :func:`ops.decoder_limit.check_decoder_limit` proves it is in force before a shard
-downloads.
+img2dataset decodes with OpenCV, which allocates the full pixel array of whatever size a header claims; a tiny PNG
+can claim 40,000 × 40,000 pixels. :class:`ops.pixel_limit.PixelLimit` wraps its resizer and refuses, unread, images
+whose header claims more than the configured pixel count or whose size cannot be read at all. Behind it, OpenCV's
+own limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, read once when OpenCV loads) refuses what a header reader might have
+misread; :func:`ops.decoder_limit.check_decoder_limit` proves it is in force before a shard downloads.
 
 :func:`guarded_img2dataset` makes ``img2dataset.download`` build a :class:`GuardedDownloader`, which installs
 the opener in the process that runs it before it downloads, and run its shards in this process rather than in a
@@ -47,11 +44,10 @@ from typing import Any
 
 from img2dataset.distributor import retrier
 from img2dataset.downloader import Downloader
-from PIL import Image
 
-from ops.image_size import header_size
 from ops.netpolicy import AddressPolicy
 from ops.optout import OPT_OUT_DIRECTIVES, opts_out
+from ops.pixel_limit import PixelLimit
 
 BLOCKED = "blocked non-public address"
 # ``img2dataset.main`` the attribute is a function (the package re-exports it); the module is what builds Downloaders.
@@ -250,51 +246,6 @@ def build_opener(policy: AddressPolicy, limits: Limits | None = None) -> urllib.
 def install(allow_networks: tuple[str, ...], limits: Limits | None = None) -> None:
     """Make ``urllib.request.urlopen`` in this process go through the guard."""
     urllib.request.install_opener(build_opener(AddressPolicy(allow_networks), limits))
-
-
-TOO_MANY_PIXELS = "decompression bomb"
-UNREADABLE_SIZE = "not an image: no size can be read from its header"
-
-
-def image_size(data: bytes, stream: io.BytesIO) -> tuple[int, int] | None:
-    """The size an image's header claims: read here for most formats, else by Pillow's lazy open; None when
-    neither can read one. Raises ``Image.DecompressionBombError`` when Pillow itself refuses the claimed size."""
-    size = header_size(data)
-    if size is not None:
-        return size
-    try:
-        with Image.open(stream) as img:
-            return img.size
-    except Image.DecompressionBombError:
-        raise
-    except Exception:  # not an image Pillow knows, or a header it cannot read
-        return None
-    finally:
-        stream.seek(0)
-
-
-class PixelLimit:
-    """Wraps img2dataset's resizer: images whose header claims more than ``max_pixels``, or whose size cannot be
-    read at all, are refused unread."""
-
-    def __init__(self, resizer: Any, max_pixels: int) -> None:
-        self.resizer = resizer
-        self.max_pixels = max_pixels
-
-    def __call__(self, img_stream: Any, blurring_bbox_list: Any = None) -> Any:
-        # img2dataset hands over a BytesIO made from the response's bytes: getvalue() returns them without a copy.
-        if not isinstance(img_stream, io.BytesIO):
-            img_stream = io.BytesIO(img_stream.read())
-        try:
-            size = image_size(img_stream.getvalue(), img_stream)
-        except Image.DecompressionBombError as exc:  # Pillow refuses the claimed size itself (TIFF, ICO, ...)
-            return None, None, None, None, None, f"{TOO_MANY_PIXELS}: {exc}"
-        if size is None:
-            return None, None, None, None, None, UNREADABLE_SIZE
-        width, height = size
-        if width * height > self.max_pixels:
-            return None, None, None, width, height, f"{TOO_MANY_PIXELS}: {width}x{height} > {self.max_pixels} pixels"
-        return self.resizer(img_stream, blurring_bbox_list)
 
 
 class GuardedDownloader(Downloader):

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from ops.decoder_limit import check_decoder_limit
-from ops.download_guard import TOO_MANY_PIXELS, UNREADABLE_SIZE, PixelLimit
+from ops.pixel_limit import TOO_MANY_PIXELS, UNREADABLE_SIZE, PixelLimit
 from tests.conftest import REPO
 from tests.ops.bombs import HOSTILE
 from tests.ops.test_image_size import FakeResizer

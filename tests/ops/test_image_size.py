@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from ops.download_guard import TOO_MANY_PIXELS, UNREADABLE_SIZE, PixelLimit
 from ops.image_size import header_size
+from ops.pixel_limit import TOO_MANY_PIXELS, UNREADABLE_SIZE, PixelLimit
 
 SIZES = [(1, 1), (3, 5), (17, 1), (1, 23), (641, 479), (1000, 7)]
 
