@@ -77,6 +77,25 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return size
 
 
+def overrun(data: bytes) -> str:
+    """Why a decoder would allocate more than the data holds, "" when nothing would: OpenCV's PNG reader (which
+    also reads APNG) allocates each chunk's declared length before reading it, so 44 bytes whose image-data chunk
+    declares 4 GiB cost 4 GiB of memory, whatever the pixel count. Every chunk up to IEND must fit in the data."""
+    if data[:8] != _PNG_MAGIC:
+        return ""
+    end = len(data)
+    pos = 8
+    while pos + 8 <= end:
+        length = _U32_BE.unpack_from(data, pos)[0]
+        if length > end - pos - 12:
+            kind = data[pos + 4 : pos + 8].decode("latin-1")
+            return f"a PNG {kind!r} chunk declares {length} bytes where {max(end - pos - 12, 0)} remain"
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return ""
+        pos += 12 + length
+    return ""
+
+
 def _png(data: bytes) -> tuple[int, int] | None:
     """IHDR must be the first chunk; Pillow refuses one shorter than its 13 bytes.
 

@@ -4,7 +4,8 @@ known and within the limit.
 OpenCV, which img2dataset decodes with, allocates the whole pixel array a header claims before reading a pixel.
 :func:`image_size` reads the claimed size of nearly every format OpenCV decodes itself
 (:func:`ops.image_size.header_size`) and asks Pillow's lazy open about the rest (TIFF, JPEG 2000, AVIF);
-:class:`PixelLimit` refuses what claims too much, and what neither could size, before the decoder sees it.
+:class:`PixelLimit` refuses what claims too much, what neither could size, and what declares more data than it
+holds (:func:`ops.image_size.overrun`), before the decoder sees it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from ops.image_size import header_size
+from ops.image_size import header_size, overrun
 
 TOO_MANY_PIXELS = "decompression bomb"
 UNREADABLE_SIZE = "not an image: no size can be read from its header"
@@ -58,4 +59,7 @@ class PixelLimit:
         width, height = size
         if width * height > self.max_pixels:
             return None, None, None, width, height, f"{TOO_MANY_PIXELS}: {width}x{height} > {self.max_pixels} pixels"
+        too_long = overrun(img_stream.getvalue())
+        if too_long:
+            return None, None, None, width, height, f"{TOO_MANY_PIXELS}: {too_long}"
         return self.resizer(img_stream, blurring_bbox_list)

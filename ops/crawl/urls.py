@@ -40,6 +40,14 @@ def clean_src(raw: str | None) -> str:
     return src
 
 
+def _slashes(url: str) -> str:
+    """Backslashes before the query read as slashes, as the URL Standard reads them in http(s) URLs."""
+    if "\\" not in url:
+        return url
+    head, sep, query = url.partition("?")
+    return head.replace("\\", "/") + sep + query
+
+
 def parse_ipv4(host: str) -> ipaddress.IPv4Address | None:
     """Parse a host that ends in a number as the URL Standard does (1-4 parts, decimal, octal or hex).
 
@@ -113,9 +121,8 @@ class UrlPolicy:
         A base that does not resolve to an http(s) URL with a host, or is longer than a URL may be, is ignored, so a
         broken ``<base>`` costs the page its relative images only when the page URL itself is unusable.
         """
-        if not base_href:
-            return page_url
-        href = clean_src(base_href)
+        page_url = _slashes(page_url)
+        href = _slashes(clean_src(base_href)) if base_href else ""
         if not href:
             return page_url
         try:
@@ -146,9 +153,7 @@ class UrlPolicy:
     def _resolve(self, src: str, base: str) -> tuple[str, str]:
         if src[:5].lower() == "data:":
             return src, DATA_URI
-        if "\\" in src:  # the URL Standard reads backslashes as slashes in http(s) paths
-            head, sep, query = src.partition("?")
-            src = head.replace("\\", "/") + sep + query
+        src = _slashes(src)
         if src.startswith(("http://", "https://")):
             url = src
         else:

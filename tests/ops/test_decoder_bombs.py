@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import warnings
+import zlib
 from typing import Any
 
 import cv2
@@ -202,3 +203,32 @@ def test_a_decoder_loaded_before_its_limit_fails_the_download_loudly() -> None:
 
 def test_the_limit_is_in_force_in_the_test_process() -> None:
     assert check_decoder_limit() == 89_478_485
+
+
+def _png_with_chunk(kind: bytes, declared: int, carried: int) -> bytes:
+    """A valid 7x5 PNG with one chunk inserted after IHDR that declares ``declared`` bytes and carries ``carried``."""
+    png = _opencv_encoded(".png")
+    ihdr_end = 8 + 12 + 13
+    return png[:ihdr_end] + struct.pack(">I", declared) + kind + bytes(carried) + png[ihdr_end:]
+
+
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(
+    kind=st.sampled_from([b"IDAT", b"tEXt", b"iCCP", b"fdAT", b"zzZz", b"eXIf"]),
+    excess=st.integers(1, (1 << 32) - 1),
+    carried=st.integers(0, 64),
+)
+def test_a_chunk_declaring_more_than_the_file_holds_is_refused(kind: bytes, excess: int, carried: int) -> None:
+    """OpenCV's PNG reader allocates each chunk's declared length first (a 44-byte file cost it 4 GiB, found by the
+    image_guard fuzz target): any chunk running past the end of the data is refused unread."""
+    data = _png_with_chunk(kind, min(len(_opencv_encoded(".png")) + carried + excess, (1 << 32) - 1), carried)
+    result, calls = _guarded(data, 10**9)
+    assert calls == [] and result[5].startswith(f"{TOO_MANY_PIXELS}: a PNG {kind.decode()!r} chunk declares")
+
+
+def test_chunks_that_fit_pass() -> None:
+    _sized_exactly(_opencv_encoded(".png"))
+    text = b"Comment\x00fine"
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+    png = _opencv_encoded(".png")
+    _sized_exactly(png[:33] + chunk + png[33:])

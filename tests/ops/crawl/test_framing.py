@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from ops.crawl.books import read_problems
 from ops.crawl.framing import MAX_BODY_BYTES, WARC_MAGIC, ReadTotals
 from ops.crawl.records import SourceRecord, iter_warc
+from tests.ops.crawl.crawling import record_books
 from tests.ops.crawl.warcs import http_block, raw_record
 
 BENIGN = ("empty_member", "split_member")
@@ -128,26 +129,9 @@ def read(data: bytes) -> tuple[list[SourceRecord], ReadTotals]:
     return list(iter_warc(lambda: io.BytesIO(data), totals)), totals
 
 
-def books(records: list[SourceRecord], totals: ReadTotals) -> dict:
-    """The crawl report's record counts for these records (as ops.crawl.shard counts them, pages as used)."""
-    failed = Counter(r.damage or r.reason for r in records if r.status == "failed" or r.damage)
-    ignored = Counter(r.reason for r in records if r.status == "ignored")
-    extra = {
-        "source_format": "warc",
-        "records_in": len(records),
-        "records_used": sum(1 for r in records if r.status == "page" and not r.damage),
-        "records_ignored": sum(ignored.values()),
-        "records_failed": sum(failed.values()),
-        **{f"records_failed.{k}": v for k, v in failed.items()},
-        **{f"records_ignored.{k}": v for k, v in ignored.items()},
-        **totals.to_extra(),
-    }
-    return extra
-
-
 def check(built: Built) -> None:
     records, totals = read(built.data)
-    assert read_problems(books(records, totals)) == []
+    assert read_problems(record_books(records, totals)) == []
     pages = {r.page_url: r for r in records if r.status == "page"}
     for i in range(built.n):
         if i not in built.damaged:
@@ -185,7 +169,7 @@ def test_benign_oddities_lose_nothing_and_report_nothing(compress: bool) -> None
     built = build(6, compress, [("empty_member", 0, 0), ("split_member", 2, 0), ("empty_member", 5, 0)])
     records, totals = read(built.data)
     assert Counter(r.status for r in records) == Counter({"page": 6})
-    assert read_problems(books(records, totals)) == []
+    assert read_problems(record_books(records, totals)) == []
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -205,7 +189,7 @@ def test_a_length_past_the_record_cuts_it_at_the_next_header(compress: bool, ext
         (url_of(4), ""),
     ]
     assert got[2].body.startswith(page_body(2))
-    assert read_problems(books(got, totals)) == []
+    assert read_problems(record_books(got, totals)) == []
 
 
 def test_junk_with_no_newline_before_the_next_header_is_one_skipped_span() -> None:
@@ -239,7 +223,7 @@ def test_a_page_past_32_mib_is_read_up_to_the_limit_and_reported() -> None:
             (url_of(2), ""),
         ]
         assert len(got[1].body) == MAX_BODY_BYTES
-        assert read_problems(books(got, totals)) == []
+        assert read_problems(record_books(got, totals)) == []
 
 
 def test_a_gzip_bomb_member_is_cut_and_reported() -> None:
