@@ -24,7 +24,10 @@ from ops.netpolicy import AddressPolicy, IPAddress
 
 _TRIM = "".join(map(chr, range(0x21)))  # C0 controls and space: what the URL Standard trims from both ends
 _DROP_INNER = str.maketrans("", "", "\t\n\r")  # ... and removes anywhere inside
-_FORBIDDEN_HOST_CHARS = frozenset(' "%<>\\^`{|}')
+# The URL Standard's forbidden domain code points (C0 controls, space, DEL and the delimiters), and a few more a
+# host name never holds. A resolver reads "02274\f6-a" as the number 02274 (it stops at the form feed): such a host
+# is invalid here, never a name.
+_FORBIDDEN_HOST_CHARS = frozenset([*map(chr, range(0x21)), "\x7f", *' "#%/:<>?@[\\]^`{|}'])
 _LOOPBACKS = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
 _CACHE_LIMIT = 200_000
 _DIGITS = {16: frozenset("0123456789abcdefABCDEF"), 10: frozenset("0123456789"), 8: frozenset("01234567")}
