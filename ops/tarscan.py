@@ -79,11 +79,11 @@ def _walk(mm: mmap.mmap, offsets: list[int]) -> set[str]:
         pos += _BLOCK
         size = _number(header[124:136])
         kind = header[156:157]
-        if kind in (b"x", b"L"):
+        if kind in (b"x", b"L", b"g"):  # extended headers; a global one (g) names no member and is read past
             data = mm[pos : pos + size]
             if kind == b"L":
                 long_name = data.rstrip(b"\0")
-            else:
+            elif kind == b"x":
                 pax = _pax_records(data)
             pos += _padded(size)
             continue

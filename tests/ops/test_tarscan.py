@@ -218,3 +218,23 @@ def test_tarfile_itself_reads_a_damaged_tar_as_a_shorter_one():
         assert 0 < sum(1 for m in tf if m.isfile()) < 20
     with pytest.raises(CorruptTar):
         _read_all(data, None)
+
+
+def test_a_global_pax_header_between_a_member_and_its_pax_header_changes_nothing(tmp_path):
+    """Both readers read a global header (type g) past: it must not take the next member's extended header (here
+    the one that holds its long path)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name in ("000000000.jpg", "d/" * 60 + "000000001.jpg"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tf.addfile(info, io.BytesIO(b"abc"))
+    data = buf.getvalue()
+    extended, at = header_offsets(data)[1:3]  # the second member's extended header (its path), then its header
+    assert data[extended + 156 : extended + 157] == b"x"
+    glob = tarfile.TarInfo("global")
+    glob.type = tarfile.XGLTYPE
+    data = data[:at] + glob.tobuf(tarfile.USTAR_FORMAT) + data[at:]
+    (tmp_path / "g.tar").write_bytes(data)
+    expected = {"000000000", "000000001"}
+    assert sample_keys(tmp_path / "g.tar") == {k for k, _ in _read_all(data, None)} == expected
