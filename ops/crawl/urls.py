@@ -15,6 +15,7 @@ connects to (a name can resolve to a private address at download time).
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import idna
@@ -28,6 +29,9 @@ _DROP_INNER = str.maketrans("", "", "\t\n\r")  # ... and removes anywhere inside
 # host name never holds. A resolver reads "02274\f6-a" as the number 02274 (it stops at the form feed): such a host
 # is invalid here, never a name.
 _FORBIDDEN_HOST_CHARS = frozenset([*map(chr, range(0x21)), "\x7f", *' "#%/:<>?@[\\]^`{|}'])
+# Host and port as the URL Standard allows them: a bracketed IPv6 literal or a name without brackets, then an
+# optional numeric port. Python's parser reads "ff:[324b::]" as the host 324b:: and ignores what comes before.
+_AUTHORITY = re.compile(r"(\[[^\[\]]*\]|[^\[\]:]*)(:[0-9]*)?")
 _LOOPBACKS = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
 _CACHE_LIMIT = 200_000
 _DIGITS = {16: frozenset("0123456789abcdefABCDEF"), 10: frozenset("0123456789"), 8: frozenset("01234567")}
@@ -173,12 +177,12 @@ class UrlPolicy:
             return url, INVALID_URL
         if parts.scheme not in ("http", "https"):
             return url, BAD_SCHEME if parts.scheme else INVALID_URL
-        if not host:
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        if not host or not _AUTHORITY.fullmatch(hostport):
             return url, INVALID_URL
         canonical, blocked = self._host_verdict(host)
         if canonical is None:
             return url, INVALID_URL
-        userinfo, at, hostport = parts.netloc.rpartition("@")
         if hostport.startswith("["):
             raw_host, _, port = hostport[1:].partition("]")
             port, host_text = port[1:], f"[{canonical}]"

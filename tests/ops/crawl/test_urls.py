@@ -193,3 +193,19 @@ def test_a_host_with_a_forbidden_code_point_is_invalid(before: str, bad: str, af
     newlines are not in the list: URLs drop them wherever they are."""
     url, reason = UrlPolicy().resolve(f"http://{before}{bad}{after}/img.png", "")
     assert reason in ("invalid_url", "bad_scheme"), (url, reason)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(
+    before=st.text("abcf0123.:-", max_size=6),
+    literal=st.sampled_from(["::1", "324b::", "2001:db8::1", "::ffff:127.0.0.1", "1.2.3.4"]),
+    after=st.text("abc0123:.]", max_size=5),
+)
+def test_brackets_anywhere_but_around_the_whole_host_are_invalid(before: str, literal: str, after: str) -> None:
+    """Python's parser takes the bracketed part of "ff:[324b::]" as the host and ignores the rest: only "[literal]"
+    optionally followed by ":port" is an authority (found by the url_policy fuzz target)."""
+    authority = f"{before}[{literal}]{after}"
+    url, reason = UrlPolicy().resolve(f"http://{authority}/img.png", "")
+    whole = before == "" and (after == "" or (after[0] == ":" and after[1:].isdigit()))
+    if not whole:
+        assert reason == "invalid_url", (url, reason)
