@@ -172,7 +172,8 @@ class _Gzip:
         """Inflate the member at ``start`` (``data``: its first bytes, if already read). Returns where it ended
         and the bytes read past that end, or why it failed. Its pieces stay in ``held`` until it has ended whole,
         unless it outgrew :data:`HOLD_BYTES` and they were handed on already."""
-        self._f.seek(start + len(data))
+        if self._f.tell() != start + len(data):  # after a gap; otherwise the file is already there
+            self._f.seek(start + len(data))
         inflater = isal_zlib.decompressobj(31)  # ISA-L: zlib's format, inflated in half zlib's time
         consumed = inflated = 0
         released = False
@@ -280,6 +281,9 @@ class _Window:
         self.fill(pos + n)
         return bytes(self._buf[pos - self.base : pos + n - self.base])
 
+    def byte(self, pos: int) -> int:
+        return self._buf[pos - self.base]
+
     def slice(self, start: int, stop: int) -> bytes:
         return bytes(self._buf[start - self.base : stop - self.base])
 
@@ -384,6 +388,8 @@ class Framer:
         """The offset after the run of CR/LF bytes at ``pos``. Reading on, the bytes passed are forgotten; a
         ``peek`` keeps them, and stops after :data:`MAX_HEADER_BYTES` (where it answers as if the run ended)."""
         w = self._w
+        if w.base <= pos < w.end and w.byte(pos) not in _SEPARATORS:  # the usual case: no separator here at all
+            return pos
         start = pos
         step = 64  # separators are a few bytes; a long run is read in growing steps
         while w.fill(pos + 1):

@@ -154,9 +154,11 @@ def _looks_like_html(body: bytes) -> bool:
 
 
 def _read_body(record: WarcRecord) -> tuple[bytes, bool]:
-    """The first :data:`MAX_BODY_BYTES` of the body, and whether there was more."""
-    body = record.reader.read(MAX_BODY_BYTES + 1)
-    return body[:MAX_BODY_BYTES], len(body) > MAX_BODY_BYTES
+    """The first :data:`MAX_BODY_BYTES` of the body, and whether there was more. The frame already bounds the body
+    (:data:`ops.crawl.framing.MAX_CONTENT_BYTES`), so it is read whole: FastWARC's ``read(n)`` allocates ``n``
+    bytes first, which cost about 90 µs a record at 32 MiB."""
+    body = record.reader.read()
+    return (body[:MAX_BODY_BYTES], True) if len(body) > MAX_BODY_BYTES else (body, False)
 
 
 def read_frame(frame: Frame) -> SourceRecord:
