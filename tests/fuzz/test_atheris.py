@@ -13,6 +13,7 @@ from tests.conftest import REPO
 from tests.fuzz.targets import TARGETS
 
 RUNS = 400
+pytest.importorskip("atheris")  # Linux wheels only (see pyproject's dev extra)
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
