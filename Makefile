@@ -11,7 +11,7 @@ export WANDB_MODE := disabled
 export HF_HUB_OFFLINE := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: install system-deps demo ui test lint bench gpu-wheels clean
+.PHONY: install system-deps demo ui test lint bench fuzz gpu-wheels clean
 
 # Debian packages the tests use: WordNet (MetaCLIP metadata), PostgreSQL (Dagster's production storage) and two
 # emoji art styles (the cross-style zero-shot evaluation).
@@ -57,6 +57,20 @@ lint: install
 
 bench: install
 	$(PY) -m bench.run
+
+# Coverage-guided fuzzing (Atheris) of every parser that reads untrusted bytes, FUZZ_SECONDS per target, then the
+# property tests with FUZZ_EXAMPLES fresh examples each. Crashers land in tests/fuzz/crashers/<target>/: fix the
+# bug, commit the file, and tests/fuzz/test_crashers.py replays it for ever. The corpus grows in .fuzz/.
+FUZZ_SECONDS ?= 600
+FUZZ_EXAMPLES ?= 20000
+fuzz: install
+	status=0; for t in $$($(PY) -m tests.fuzz.run --list); do \
+		$(PY) -m tests.fuzz.run $$t --seconds $(FUZZ_SECONDS) --corpus .fuzz/$$t --artifacts tests/fuzz/crashers/$$t \
+			|| status=1; \
+	done; \
+	CLIPFOUNDRY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/fuzz/test_targets.py \
+		|| status=1; \
+	exit $$status
 
 # Pure-Python wheels the device machine's image lacks, for bench/gpu.sh (carried there as .whl; see its header).
 GPU_WHEELS := open_clip_torch==3.3.0 webdataset==0.2.86 braceexpand==0.1.7 ftfy==6.3.1 wcwidth==0.9.4

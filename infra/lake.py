@@ -29,12 +29,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.exceptions import FSTimeoutError
+
+from infra.credentials import redacted, refuse_credentials
 
 # botocore settings for s3:// roots (keys of ``botocore.config.Config``), each used unless ``storage_options``
 # give ``config_kwargs`` with that key. Worst case for one request to a frozen endpoint: s3fs's own 5 tries x
@@ -52,6 +53,21 @@ _SAFE_PART = re.compile(r"^[A-Za-z0-9_.=@+-][A-Za-z0-9_.=@+ -]*$")
 
 class UnsafePathError(ValueError):
     """A relative path that would escape the lake root or is not a plain name."""
+
+
+_USE_AWS_VARIABLES = "pass S3 credentials as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (Dagster EnvVars)"
+
+
+def check_root(root: str) -> str:
+    """``root``, unless it is a URI carrying credentials (``s3://key:secret@bucket``): it is repeated in every path
+    and message of the lake."""
+    return refuse_credentials(root, "lake root", _USE_AWS_VARIABLES) if "://" in root else root
+
+
+def check_endpoint_url(url: str | None) -> str | None:
+    """``url``, unless it carries credentials (``http://key:secret@minio:9000``): Dagster stores it in the job
+    snapshot, and botocore repeats it in its connection errors."""
+    return None if url is None else refuse_credentials(url, "S3 endpoint URL", _USE_AWS_VARIABLES)
 
 
 class LakeTimeoutError(TimeoutError):
@@ -81,6 +97,8 @@ class Lake:
     def __init__(
         self, root: str, storage_options: dict[str, Any] | None = None, upload_timeout: float = UPLOAD_TIMEOUT_S
     ) -> None:
+        check_root(root)
+        check_endpoint_url((dict(storage_options or {}).get("client_kwargs") or {}).get("endpoint_url"))
         self.root_uri = root.rstrip("/") if "://" in root else str(Path(root).resolve())
         self.upload_timeout = upload_timeout
         self._storage_options = dict(storage_options or {})
@@ -163,10 +181,8 @@ class Lake:
         try:
             self.fs.put_file(str(local), dest, timeout=deadline)
         except FSTimeoutError as e:
-            endpoint = (self._storage_options.get("client_kwargs") or {}).get("endpoint_url") or "AWS S3"
-            parts = urlsplit(endpoint)
-            if parts.hostname:  # never repeat credentials someone put in the endpoint URL
-                endpoint = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+            endpoint = (self._storage_options.get("client_kwargs") or {}).get("endpoint_url")
+            endpoint = redacted(endpoint) if endpoint else "AWS S3"
             raise LakeTimeoutError(
                 f"upload of {self.uri(rel)} to {endpoint} did not finish within {deadline:.0f}s "
                 "(is the object store up?); the upload was cancelled"

@@ -21,11 +21,11 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from infra.credentials import refuse_credentials
 from ops.quality.clip_score import ClipModelSpec
 from ops.quality.config import ClipScoreConfig
 from ops.report import StageReport
@@ -40,19 +40,16 @@ END_STATUS = {"SUCCESS": "FINISHED", "FAILURE": "FAILED", "CANCELED": "KILLED"}
 
 
 def check_tracking_uri(uri: str) -> str:
-    """``uri`` itself, unless it carries credentials (``http://user:password@host``): those are refused, because
-    MLflow repeats the tracking URI in its error messages, which end up in Dagster's event log. Credentials go in
-    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` or ``MLFLOW_TRACKING_TOKEN``, which it never prints.
+    """``uri`` itself, unless it carries credentials (``http://user:password@host``, or a secret in its query such
+    as ``postgresql://db/mlflow?password=``): those are refused, because MLflow repeats the tracking URI in its
+    error messages, which end up in Dagster's event log, and Dagster stores it in the job snapshot.
     """
-    parts = urlsplit(uri)
-    if "@" in parts.netloc:
-        host = parts.netloc.rsplit("@", 1)[1]
-        raise ValueError(
-            f"the MLflow tracking URI {parts.scheme}://{host} carries credentials; set MLFLOW_TRACKING_USERNAME and "
-            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN; for a database URI, the driver's variables such as "
-            "PGPASSWORD) instead, as MLflow repeats the URI in its errors"
-        )
-    return uri
+    return refuse_credentials(
+        uri,
+        "MLflow tracking URI",
+        "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN; for a database URI, "
+        "the driver's variables such as PGPASSWORD) instead, as MLflow repeats the URI in its errors",
+    )
 
 
 def default_tracking_uri(local_root: Path) -> str:

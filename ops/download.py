@@ -15,17 +15,23 @@ import os
 import re
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from infra.lake import Lake
 from ops import graph
+from ops.decoder_limit import check_decoder_limit, set_default
+from ops.optout import OPT_OUT_DIRECTIVES
 from ops.report import StageReport
 from ops.stage import Decisions, run_shard_stage
-from ops.tarscan import sample_keys
+from ops.tarscan import iter_samples, sample_keys
+
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb limit
 
 REASONS = frozenset(
     {
@@ -40,6 +46,8 @@ REASONS = frozenset(
         "image_too_small",
         "image_too_large",
         "decompression_bomb",
+        "deadline_exceeded",
+        "body_too_large",
         "bad_aspect_ratio",
         "hash_mismatch",
         "download_error",
@@ -66,7 +74,8 @@ LEDGER_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class DownloadConfig:
-    """img2dataset settings; the defaults are DataComp's (512 px, keep_ratio_largest, jpg, 2 retries)."""
+    """img2dataset settings; the defaults are DataComp's (512 px, keep_ratio_largest, jpg, 2 retries), plus the
+    guard's limits (see :mod:`ops.download_guard`)."""
 
     image_size: int = 512
     resize_mode: str = "keep_ratio_largest"
@@ -80,9 +89,11 @@ class DownloadConfig:
     max_image_area: float | None = None  # pixels; None: no limit
     max_aspect_ratio: float | None = None  # None: no limit
     user_agent_token: str = "clipfoundry"
-    disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
+    disallowed_header_directives: tuple[str, ...] = OPT_OUT_DIRECTIVES  # the crawl's opt-out rule (ops.optout)
     allow_networks: tuple[str, ...] = ()  # non-public networks the guard admits (the demo: 127.0.0.0/8)
-    max_image_pixels: int = 89_478_485  # refuse bigger images before decoding (Pillow's bomb limit)
+    max_image_pixels: int = DEFAULT_MAX_PIXELS  # refuse bigger images before decoding (Pillow's bomb limit)
+    request_deadline: float = 60.0  # seconds one request may take in all, redirects and body included
+    max_body_bytes: int = 32 << 20  # the largest image body downloaded
     # "origin=replacement" pairs: fetch URLs of an origin from another one, without changing the URLs (and so the
     # uids) the crawl recorded; the demo maps its sample web's fixed origin to the port it is served on
     origin_overrides: tuple[str, ...] = ()
@@ -99,6 +110,16 @@ def paths(shard: str) -> dict[str, str]:
     }
 
 
+def iter_tar_samples(lake: Lake, shard: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """The samples of ``download/<shard>.tar`` in tar order, every header verified; read to its end, the tar must
+    hold exactly the keys the ledger kept, so a damaged tar fails its reader (:class:`ops.tarscan.CorruptTar`)
+    instead of making every sample after the damage look missing."""
+    ledger = lake.read_parquet(paths(shard)["ledger"], columns=["key", "kept"])
+    keys = ledger.filter(pc.field("kept"))["key"].to_pylist()
+    with lake.open(paths(shard)["tar"]) as f:
+        yield from iter_samples(f, lake.uri(paths(shard)["tar"]), keys)
+
+
 _HTTP = re.compile(r"HTTP Error (\d{3})")
 
 
@@ -107,6 +128,12 @@ def classify_error(status: str | None, message: str | None) -> str:
     msg = (message or "").lower()
     if status == "success":
         return ""
+    if "download deadline exceeded" in msg:
+        return "deadline_exceeded"
+    if "response body too large" in msg:
+        return "body_too_large"
+    if "cv_io_max_image_pixels" in msg:  # OpenCV's own limit, behind the header guard
+        return "decompression_bomb"
     if m := _HTTP.search(message or ""):
         return {"3": "redirect_error", "5": "http_server_error"}.get(m.group(1)[0], "http_client_error")
     if "blocked non-public address" in msg:
@@ -178,15 +205,19 @@ def tar_problems(_lake: Lake, _shard: str, report: StageReport) -> list[str]:
 def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict[str, Path]:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("WANDB_MODE", "disabled")
-    from img2dataset import download  # heavy import (albumentations, wandb): only when a shard has work
+    set_default(DEFAULT_MAX_PIXELS)  # OpenCV reads its limit once, when it loads: before img2dataset imports it
+    from img2dataset import download  # heavy import (albumentations, wandb, OpenCV): only when a shard has work
 
-    from ops.download_guard import guarded_img2dataset
+    from ops.download_guard import Limits, guarded_img2dataset
+
+    check_decoder_limit()
+    limits = Limits(config.request_deadline, config.max_body_bytes, tuple(config.disallowed_header_directives))
 
     src = work / "input.parquet"
     fetch = todo.set_column(1, "url", pa.array(override_origins(todo["url"].to_pylist(), config.origin_overrides)))
     pq.write_table(fetch.rename_columns(["uid", "url", "caption"]), src)
     out_dir = work / "out"
-    with guarded_img2dataset(config.allow_networks, config.max_image_pixels):
+    with guarded_img2dataset(config.allow_networks, config.max_image_pixels, limits):
         download(
             url_list=str(src),
             input_format="parquet",
@@ -210,7 +241,7 @@ def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict
             max_image_area=config.max_image_area or math.inf,
             max_aspect_ratio=config.max_aspect_ratio or math.inf,
             user_agent_token=config.user_agent_token,
-            disallowed_header_directives=list(config.disallowed_header_directives),
+            disallowed_header_directives=None,  # the guard applies the crawl's opt-out rule instead
             compute_hash="sha256",
             enable_wandb=False,
             incremental_mode="incremental",

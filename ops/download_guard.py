@@ -1,5 +1,5 @@
-"""The downloader's guards: img2dataset may only connect to addresses the policy allows, and never decodes a
-decompression bomb.
+"""The downloader's guards: img2dataset may only connect to addresses the policy allows, no request may hold a
+thread or memory without bound, an opted-out image is never fetched whole, and no decompression bomb is decoded.
 
 img2dataset fetches with ``urllib.request.urlopen``, and it follows redirects and resolves host names without
 any address check. The guard closes that gap where the connection is made: a urllib opener whose HTTP(S)
@@ -7,16 +7,24 @@ connections resolve the host, refuse it when no resolved address is allowed, and
 checked (so a second DNS answer cannot swap in a private one). Redirects go through the same opener, so a redirect
 to a private address is refused too; the opener has no FTP, file or data handler and ignores proxy variables.
 
-img2dataset decodes with OpenCV, which allocates the full pixel array of whatever size a header claims; a
-tiny PNG can claim 40,000 × 40,000 pixels. :class:`PixelLimit` reads only the header and refuses images above the
-configured pixel count before OpenCV sees them. It parses JPEG, PNG, GIF, WebP and BMP headers itself
-(:func:`ops.image_size.header_size`, a few times cheaper than Pillow in the GIL-bound downloader process) and asks
-Pillow's lazy open about anything else.
+img2dataset's ``timeout`` bounds each socket read, not a request: a server that trickles a byte every half second
+holds a thread for ever, and one that sends gigabytes fills memory. Every response of the guarded opener reads
+through :class:`_GuardedReader`, which gives up at the request's overall deadline (connection, redirects, headers
+and body together: :attr:`Limits.deadline`) and once the body passes :attr:`Limits.max_body_bytes`; a body declared
+too big is refused from its headers. The same headers are checked against the opt-out rule of :mod:`ops.optout`
+(the crawl's rule, so ``otherbot: noai`` and ``none`` mean at download what they mean at crawl), which replaces
+img2dataset's own check.
+
+img2dataset decodes with OpenCV, which allocates the full pixel array of whatever size a header claims; a tiny PNG
+can claim 40,000 × 40,000 pixels. :class:`ops.pixel_limit.PixelLimit` wraps its resizer and refuses, unread, images
+whose header claims more than the configured pixel count or whose size cannot be read at all. Behind it, OpenCV's
+own limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, read once when OpenCV loads) refuses what a header reader might have
+misread; :func:`ops.decoder_limit.check_decoder_limit` proves it is in force before a shard downloads.
 
 :func:`guarded_img2dataset` makes ``img2dataset.download`` build a :class:`GuardedDownloader`, which installs
 the opener in the process that runs it before it downloads, and run its shards in this process rather than in a
-spawned worker (:func:`in_process_distributor`); the instances carry the allowed networks, so they would still
-guard a worker if a distributor pickled them.
+spawned worker (:func:`in_process_distributor`); the instances carry their settings, so they would still guard a
+worker if a distributor pickled them.
 """
 
 from __future__ import annotations
@@ -27,17 +35,19 @@ import io
 import ipaddress
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from img2dataset.distributor import retrier
 from img2dataset.downloader import Downloader
-from PIL import Image
 
-from ops.image_size import header_size
 from ops.netpolicy import AddressPolicy
+from ops.optout import OPT_OUT_DIRECTIVES, opts_out
+from ops.pixel_limit import PixelLimit
 
 BLOCKED = "blocked non-public address"
 # ``img2dataset.main`` the attribute is a function (the package re-exports it); the module is what builds Downloaders.
@@ -46,6 +56,102 @@ _IMG2DATASET_MAIN = importlib.import_module("img2dataset.main")
 
 class BlockedAddressError(OSError):
     """The host resolves only to addresses the policy refuses."""
+
+
+DEADLINE = "download deadline exceeded"
+TOO_LARGE = "response body too large"
+OPTED_OUT = "refused by X-Robots-Tag"
+
+
+class DeadlineExceeded(OSError):
+    """The request (connection, redirects, headers and body) ran past its overall deadline."""
+
+
+class BodyTooLarge(OSError):
+    """The response declared, or sent, more body than the limit."""
+
+
+class OptedOut(OSError):
+    """The image's response carries an opt-out directive (the shared rule of :mod:`ops.optout`)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost: ``deadline`` seconds for everything (img2dataset's ``timeout`` only bounds each
+    read, so a server trickling a byte every half second would hold a thread for ever), ``max_body_bytes`` of body,
+    and the opt-out directives that refuse the image."""
+
+    deadline: float = 60.0
+    max_body_bytes: int = 32 << 20
+    refused: tuple[str, ...] = OPT_OUT_DIRECTIVES
+
+
+_request = threading.local()  # the deadline of the request this thread is making (redirects share it)
+
+
+class _GuardedReader(io.RawIOBase):
+    """A socket reader that gives up at the request's deadline and once the body passes its limit."""
+
+    def __init__(self, raw: Any, sock: socket.socket, deadline: float, limits: Limits) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sock = sock
+        self._per_read = sock.gettimeout()
+        self._deadline = deadline
+        self._limits = limits
+        self._received = 0
+        self._body_from: int | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def start_body(self) -> None:
+        """Count what arrives from now on as body (what the buffer read ahead with the headers, at most one
+        buffer's worth, goes uncounted)."""
+        self._body_from = self._received
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(f"{DEADLINE}: {self._limits.deadline:g} s")
+        self._sock.settimeout(left if self._per_read is None else min(self._per_read, left))
+        try:
+            n = self._raw.readinto(buffer)
+        except TimeoutError:
+            if time.monotonic() >= self._deadline:
+                raise DeadlineExceeded(f"{DEADLINE}: {self._limits.deadline:g} s") from None
+            raise
+        self._received += n or 0
+        if self._body_from is not None and self._received - self._body_from > self._limits.max_body_bytes:
+            raise BodyTooLarge(f"{TOO_LARGE}: more than {self._limits.max_body_bytes} bytes")
+        return n
+
+    def close(self) -> None:
+        self._raw.close()  # releases the socket, which urllib has already closed on its side
+        super().close()
+
+
+def _response_class(limits: Limits) -> type[http.client.HTTPResponse]:
+    class Response(http.client.HTTPResponse):
+        """Reads through :class:`_GuardedReader`; refuses opt-outs and declared oversized bodies from the headers."""
+
+        def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+            super().__init__(sock, *args, **kwargs)
+            self.fp.close()  # http.client's own buffered reader: replaced by one that holds the socket as long
+            deadline = getattr(_request, "deadline", time.monotonic() + limits.deadline)
+            self.fp = io.BufferedReader(_GuardedReader(sock.makefile("rb", buffering=0), sock, deadline, limits))
+
+        def begin(self) -> None:
+            super().begin()
+            if 200 <= self.status < 300:
+                robots = self.headers.get_all("X-Robots-Tag") or []
+                if opts_out(robots, limits.refused):
+                    raise OptedOut(f"{OPTED_OUT}: {'; '.join(robots)[:200]}")
+                if self.length is not None and self.length > limits.max_body_bytes:
+                    raise BodyTooLarge(f"{TOO_LARGE}: {self.length} bytes declared")
+            self.fp.raw.start_body()
+
+    return Response
 
 
 def checked_address(host: str, port: int, policy: AddressPolicy) -> str:
@@ -60,20 +166,61 @@ def checked_address(host: str, port: int, policy: AddressPolicy) -> str:
     raise BlockedAddressError(f"{BLOCKED}: {host} resolves to {', '.join(sorted(set(seen))) or 'nothing'}")
 
 
-def build_opener(policy: AddressPolicy) -> urllib.request.OpenerDirector:
-    """An opener with only HTTP(S), redirects and error handling, every connection checked against ``policy``."""
+def _seconds(timeout: Any) -> float | None:
+    """A connection's per-read timeout in seconds (None: none, which is also what the global default means here)."""
+    return None if timeout is socket._GLOBAL_DEFAULT_TIMEOUT else timeout
+
+
+def _connect_timeout(timeout: Any) -> float | None:
+    """The per-read timeout, shortened to what is left of the request's deadline."""
+    per_read = _seconds(timeout)
+    deadline = getattr(_request, "deadline", None)
+    if deadline is None:
+        return per_read
+    left = max(deadline - time.monotonic(), 0.001)
+    return left if per_read is None else min(per_read, left)
+
+
+class _Opener(urllib.request.OpenerDirector):
+    """Starts each request's deadline; a redirect, opened from inside, keeps the one already running."""
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__()
+        self._limits = limits
+
+    def open(self, fullurl: Any, data: Any = None, timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT) -> Any:
+        depth = getattr(_request, "depth", 0)
+        if depth == 0:
+            _request.deadline = time.monotonic() + self._limits.deadline
+        _request.depth = depth + 1
+        try:
+            return super().open(fullurl, data, timeout)
+        finally:
+            _request.depth = depth
+
+
+def build_opener(policy: AddressPolicy, limits: Limits | None = None) -> urllib.request.OpenerDirector:
+    """An opener with only HTTP(S), redirects and error handling, every connection checked against ``policy`` and
+    every request held to ``limits``."""
+    limits = limits or Limits()
+    response_class = _response_class(limits)
 
     class Connection(http.client.HTTPConnection):
         def connect(self) -> None:
             ip = checked_address(self.host, self.port, policy)
-            self.sock = socket.create_connection((ip, self.port), self.timeout, self.source_address)
+            self.sock = socket.create_connection((ip, self.port), _connect_timeout(self.timeout), self.source_address)
+            self.sock.settimeout(_seconds(self.timeout))
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     class SecureConnection(http.client.HTTPSConnection):
         def connect(self) -> None:
             ip = checked_address(self.host, self.port, policy)
-            sock = socket.create_connection((ip, self.port), self.timeout, self.source_address)
+            sock = socket.create_connection((ip, self.port), _connect_timeout(self.timeout), self.source_address)
+            sock.settimeout(_seconds(self.timeout))
             self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+    Connection.response_class = response_class
+    SecureConnection.response_class = response_class
 
     class Handler(urllib.request.HTTPHandler):
         def http_open(self, req: urllib.request.Request) -> Any:
@@ -83,7 +230,7 @@ def build_opener(policy: AddressPolicy) -> urllib.request.OpenerDirector:
         def https_open(self, req: urllib.request.Request) -> Any:
             return self.do_open(SecureConnection, req)
 
-    opener = urllib.request.OpenerDirector()
+    opener = _Opener(limits)
     for handler in (
         Handler(),
         SecureHandler(),
@@ -96,54 +243,20 @@ def build_opener(policy: AddressPolicy) -> urllib.request.OpenerDirector:
     return opener
 
 
-def install(allow_networks: tuple[str, ...]) -> None:
+def install(allow_networks: tuple[str, ...], limits: Limits | None = None) -> None:
     """Make ``urllib.request.urlopen`` in this process go through the guard."""
-    urllib.request.install_opener(build_opener(AddressPolicy(allow_networks)))
-
-
-TOO_MANY_PIXELS = "decompression bomb"
-
-
-class PixelLimit:
-    """Wraps img2dataset's resizer: images whose header claims more than ``max_pixels`` are refused unread."""
-
-    def __init__(self, resizer: Any, max_pixels: int) -> None:
-        self.resizer = resizer
-        self.max_pixels = max_pixels
-
-    def __call__(self, img_stream: Any, blurring_bbox_list: Any = None) -> Any:
-        # img2dataset hands over a BytesIO made from the response's bytes: getvalue() returns them without a copy.
-        if isinstance(img_stream, io.BytesIO):
-            data = img_stream.getvalue()
-        else:
-            data = img_stream.read()
-            img_stream.seek(0)
-        size = header_size(data)
-        if size is not None:
-            width, height = size
-        else:
-            try:
-                with Image.open(img_stream) as img:
-                    width, height = img.size
-            except Image.DecompressionBombError as exc:  # Pillow refuses the claimed size itself (TIFF, ICO, ...)
-                img_stream.seek(0)
-                return None, None, None, None, None, f"{TOO_MANY_PIXELS}: {exc}"
-            except Exception:  # not something Pillow knows: let img2dataset's own decoder judge it
-                width = height = 0
-        img_stream.seek(0)
-        if width * height > self.max_pixels:
-            return None, None, None, width, height, f"{TOO_MANY_PIXELS}: {width}x{height} > {self.max_pixels} pixels"
-        return self.resizer(img_stream, blurring_bbox_list)
+    urllib.request.install_opener(build_opener(AddressPolicy(allow_networks), limits))
 
 
 class GuardedDownloader(Downloader):
-    """img2dataset's downloader with both guards installed in the process that runs it before it fetches anything."""
+    """img2dataset's downloader with the guards installed in the process that runs it before it fetches anything."""
 
     allow_networks: tuple[str, ...] = ()
     max_pixels: int = 89_478_485
+    limits: Limits = Limits()
 
     def __call__(self, row: Any) -> Any:
-        install(self.allow_networks)
+        install(self.allow_networks, self.limits)
         if not isinstance(self.resizer, PixelLimit):
             self.resizer = PixelLimit(self.resizer, self.max_pixels)
         return super().__call__(row)
@@ -170,7 +283,7 @@ _PATCH_LOCK = threading.Lock()
 
 
 @contextmanager
-def guarded_img2dataset(allow_networks: tuple[str, ...], max_pixels: int) -> Iterator[None]:
+def guarded_img2dataset(allow_networks: tuple[str, ...], max_pixels: int, limits: Limits) -> Iterator[None]:
     """While active, ``img2dataset.download`` runs its shards in this process (:func:`in_process_distributor`)
     through :class:`GuardedDownloader`. The guarded opener it installs for ``urllib.request.urlopen``, which is
     process-wide, is taken out again afterwards; downloads in one process take turns."""
@@ -179,6 +292,7 @@ def guarded_img2dataset(allow_networks: tuple[str, ...], max_pixels: int) -> Ite
         downloader = GuardedDownloader(*args, **kwargs)
         downloader.allow_networks = tuple(allow_networks)
         downloader.max_pixels = max_pixels
+        downloader.limits = limits
         return downloader
 
     with _PATCH_LOCK:

@@ -132,8 +132,9 @@ def stages() -> dict[str, Stage]:
                 "crawl",
                 "shard",
                 "ingest",
-                "WARC/WAT/URL list → image-text pairs: alt/title text, relative URLs resolved, opt-out honoured, URL "
-                "policy, language ID, in-shard repeats dropped, stable uid",
+                "WARC/WAT/URL list → image-text pairs; records framed and every byte accounted for; alt/title text, "
+                "relative URLs resolved, opt-out honoured (one rule with download), URL policy, language ID, image "
+                "floods capped, in-shard repeats dropped, stable uid",
                 reasons=PAIR_REASONS,
                 settings=(CrawlConfig,),
                 verify=record_problems,
@@ -143,7 +144,8 @@ def stages() -> dict[str, Stage]:
                 "shard",
                 "ingest",
                 "img2dataset into a webdataset tar + ledger; non-public addresses refused after DNS and redirects; "
-                "decompression bombs refused from the header",
+                "each request held to a deadline and a body limit; decompression bombs refused from the header, "
+                "OpenCV's pixel limit behind",
                 reasons=DOWNLOAD_REASONS,
                 settings=(DownloadConfig,),
                 verify=tar_problems,

@@ -4,17 +4,19 @@ The download guard (:class:`ops.download_guard.PixelLimit`) needs the size an im
 decodes it. ``PIL.Image.open`` finds it, but builds a whole plugin object per image (20-30 µs), and the guard runs in
 img2dataset's GIL-bound downloader process, where that is about 1% of the download stage's wall time. The formats
 that make up nearly all web images keep their size at a fixed offset or a short marker walk away, so a few byte
-reads answer for them and Pillow is left for the rest.
+reads answer for them and Pillow is left for the rest. The formats OpenCV decodes and Pillow does not (PAM, colour
+PFM, Radiance HDR) are read here too, since an image whose size nobody read is refused.
 
 :func:`header_size` returns what the header claims, and agrees with ``Image.open(...).size`` wherever Pillow opens
-the file. Where Pillow and the format's specification read a malformed header differently (two PNG IHDR chunks or
-JPEG frame headers, a GIF extension that starts with its own terminator), it returns ``None`` so that the caller
-asks Pillow. It never raises: truncated or unknown data gives ``None`` or, when the size fields came before the cut,
-the full file's size.
+the file (and with OpenCV where only OpenCV does: a BMP header size Pillow does not know). Where Pillow and the
+format's specification read a malformed header differently (two PNG IHDR chunks or JPEG frame headers, a GIF
+extension that starts with its own terminator), it returns ``None`` so that the caller asks Pillow. It never raises:
+truncated or unknown data gives ``None`` or, when the size fields came before the cut, the full file's size.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -40,10 +42,18 @@ _JPEG_MAX_MARKERS = 1024
 # A GIF's extensions before its first image: comments are split into 255-byte sub-blocks, so allow many.
 _GIF_MAX_BLOCKS = 65536
 _BMP_INFO_HEADERS = frozenset((40, 52, 56, 64, 108, 124))
+# Netpbm: P1-P6 (bitmap, grey, colour; text or binary), P7 (PAM), PF/Pf (PFM, colour or grey floats).
+_NETPBM_KINDS = frozenset(b"1234567Ff"[i : i + 1] for i in range(9))
+_NETPBM_HEADER_BYTES = 4096
+_HDR_MAGICS = (b"#?RADIANCE", b"#?RGBE")
+_HDR_HEADER_BYTES = 65536
+_SUN_MAGIC = b"\x59\xa6\x6a\x95"
+_NUMBER = re.compile(rb"\d{1,12}")
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from the header of a PNG, GIF, JPEG, WebP or BMP image; ``None`` for anything else."""
+    """``(width, height)`` from the header of a PNG, GIF, JPEG, WebP, BMP, Netpbm (PBM, PGM, PPM, PAM, PFM),
+    Radiance HDR or Sun raster image; ``None`` for anything else."""
     if data[:3] == b"\xff\xd8\xff":
         size = _jpeg(data)
     elif data[:8] == _PNG_MAGIC:
@@ -54,11 +64,36 @@ def header_size(data: bytes) -> tuple[int, int] | None:
         size = _gif(data)
     elif data[:2] == b"BM":
         size = _bmp(data)
+    elif data[:1] == b"P" and data[1:2] in _NETPBM_KINDS:
+        size = _netpbm(data)
+    elif data.startswith(_HDR_MAGICS):
+        size = _hdr(data)
+    elif data[:4] == _SUN_MAGIC:
+        size = _U32_BE_PAIR.unpack_from(data, 4) if len(data) >= 12 else None
     else:
         return None
     if size is None or 0 in size:  # Pillow refuses empty images; a decoder has nothing to guard
         return None
     return size
+
+
+def overrun(data: bytes) -> str:
+    """Why a decoder would allocate more than the data holds, "" when nothing would: OpenCV's PNG reader (which
+    also reads APNG) allocates each chunk's declared length before reading it, so 44 bytes whose image-data chunk
+    declares 4 GiB cost 4 GiB of memory, whatever the pixel count. Every chunk up to IEND must fit in the data."""
+    if data[:8] != _PNG_MAGIC:
+        return ""
+    end = len(data)
+    pos = 8
+    while pos + 8 <= end:
+        length = _U32_BE.unpack_from(data, pos)[0]
+        if length > end - pos - 12:
+            kind = data[pos + 4 : pos + 8].decode("latin-1")
+            return f"a PNG {kind!r} chunk declares {length} bytes where {max(end - pos - 12, 0)} remain"
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return ""
+        pos += 12 + length
+    return ""
 
 
 def _png(data: bytes) -> tuple[int, int] | None:
@@ -191,15 +226,58 @@ def _webp(data: bytes) -> tuple[int, int] | None:
 def _bmp(data: bytes) -> tuple[int, int] | None:
     """OS/2 1.x headers hold 16-bit sizes, Windows ones 32-bit sizes with a negative height for top-down rows.
 
-    Pillow reads a height as negative only when its top byte is 0xFF; the same rule is kept here.
+    Pillow reads a height as negative only when its top byte is 0xFF; the same rule is kept for the header sizes
+    Pillow knows. OpenCV, which decodes for img2dataset, reads any header of 36 bytes or more the Windows way with a
+    signed height, so an unusual header size (Pillow refuses it) is read as OpenCV reads it.
     """
     if len(data) < 26:
         return None
     header = _U32_LE.unpack_from(data, 14)[0]
     if header == 12:
         return _U16_LE_PAIR.unpack_from(data, 18)
-    if header not in _BMP_INFO_HEADERS:
+    if header < 36:
         return None
     width = _U32_LE.unpack_from(data, 18)[0]
     height = _U32_LE.unpack_from(data, 22)[0]
-    return width, (1 << 32) - height if data[25] == 0xFF else height
+    if header in _BMP_INFO_HEADERS:
+        return width, (1 << 32) - height if data[25] == 0xFF else height
+    return width, (1 << 32) - height if height >= 1 << 31 else height
+
+
+def _netpbm_tokens(data: bytes) -> list[bytes]:
+    """The whitespace-separated header tokens after the magic number, ``#`` comments left out."""
+    head = data[2:_NETPBM_HEADER_BYTES]
+    return re.sub(rb"#[^\n\r]*", b" ", head).split()
+
+
+def _netpbm(data: bytes) -> tuple[int, int] | None:
+    """P1-P6 and PF/Pf: width and height are the first two numbers; P7 (PAM): the WIDTH and HEIGHT lines."""
+    if data[2:3] not in (b" ", b"\t", b"\n", b"\r", b"\x0b", b"\x0c"):
+        return None
+    tokens = _netpbm_tokens(data)
+    if data[1:2] == b"7":
+        header = tokens[: tokens.index(b"ENDHDR")] if b"ENDHDR" in tokens else []
+        fields: dict[bytes, bytes] = {}
+        for key, value in zip(header[0::2], header[1::2], strict=False):
+            fields.setdefault(key, value)
+        values = fields.get(b"WIDTH"), fields.get(b"HEIGHT")
+    else:
+        values = (tokens[0], tokens[1]) if len(tokens) >= 2 else (None, None)
+    if not all(v is not None and _NUMBER.fullmatch(v) for v in values):
+        return None
+    return int(values[0]), int(values[1])
+
+
+def _hdr(data: bytes) -> tuple[int, int] | None:
+    """Radiance: header lines up to a blank line, then the resolution line (``-Y 480 +X 640``, in any of the eight
+    orientations)."""
+    blank = data.find(b"\n\n", 0, _HDR_HEADER_BYTES)
+    if blank < 0:
+        return None
+    line = data[blank + 2 : data.find(b"\n", blank + 2, blank + 128)].split()
+    if len(line) != 4 or not all(_NUMBER.fullmatch(v) for v in line[1::2]):
+        return None
+    axes = {line[0][-1:]: int(line[1]), line[2][-1:]: int(line[3])}
+    if set(axes) != {b"X", b"Y"} or line[0][:1] not in b"+-" or line[2][:1] not in b"+-":
+        return None
+    return axes[b"X"], axes[b"Y"]

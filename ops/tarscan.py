@@ -1,11 +1,22 @@
-"""Counting the samples in a local tar by reading its headers only (the download stage's books check)."""
+"""Reading webdataset tars without ever taking damage for the end: counting a local tar's samples from its headers
+(the download stage's books check), and streaming a tar's samples with every header verified.
+
+``tarfile`` in stream mode stops at the first header whose checksum fails and reports a normal end, so a tar with
+one damaged header in the middle would pass for a shorter one and every later sample would look missing.
+:func:`iter_samples` walks the headers itself instead: a bad checksum, a size the data cannot hold, data cut short
+or a missing end-of-archive marker raise :class:`CorruptTar`, and once the whole tar has been read its sample keys
+can be checked against the ones the caller expects (the download ledger's), so that absence and corruption are
+told apart.
+"""
 
 from __future__ import annotations
 
 import mmap
 import os
 import tarfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -15,6 +26,12 @@ _REGULAR = (b"0", b"\0", b"7")
 # Headers per numpy pass of the checksum check: bounds its copy of the headers to 8 MiB however long the tar.
 _CHECK_CHUNK = 16384
 _OCTAL_PLACES = 8 ** np.arange(5, -1, -1, dtype=np.int64)
+# A member bigger than this is no image sample's file: only a corrupt (or hostile) header declares one.
+MAX_MEMBER_BYTES = 1 << 30
+
+
+class CorruptTar(ValueError):
+    """A tar whose headers or data are damaged, or whose samples are not the ones it should hold."""
 
 
 def sample_keys(path: Path) -> set[str]:
@@ -62,11 +79,11 @@ def _walk(mm: mmap.mmap, offsets: list[int]) -> set[str]:
         pos += _BLOCK
         size = _number(header[124:136])
         kind = header[156:157]
-        if kind in (b"x", b"L"):
+        if kind in (b"x", b"L", b"g"):  # extended headers; a global one (g) names no member and is read past
             data = mm[pos : pos + size]
             if kind == b"L":
                 long_name = data.rstrip(b"\0")
-            else:
+            elif kind == b"x":
                 pax = _pax_records(data)
             pos += _padded(size)
             continue
@@ -149,3 +166,103 @@ def _pax_records(data: bytes) -> dict[bytes, bytes]:
         records[key] = value
         pos += length
     return records
+
+
+def _read(f: BinaryIO, n: int) -> bytes:
+    """Exactly ``n`` bytes, or fewer only at the end of the file."""
+    parts, got = [], 0
+    while got < n:
+        chunk = f.read(n - got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def iter_files(f: BinaryIO, source: str) -> Iterator[tuple[str, bytes]]:
+    """``(name, data)`` of every regular file of a tar read as a stream, every header's checksum verified; raises
+    :class:`CorruptTar` (naming ``source`` and the byte offset) at the first damage, including an end of file
+    before the end-of-archive marker."""
+    offset = 0
+    long_name: bytes | None = None
+    pax: dict[bytes, bytes] = {}
+    while True:
+        header = _read(f, _BLOCK)
+        if header == _ZEROS:  # the end-of-archive marker: only zeros may follow it (a zeroed header is damage)
+            while chunk := f.read(1 << 20):
+                if chunk.strip(b"\0"):
+                    raise CorruptTar(f"{source}: data after an all-zero header at byte {offset}")
+            return
+        if len(header) < _BLOCK:
+            raise CorruptTar(f"{source}: ends at byte {offset + len(header)}, before its end-of-archive marker")
+        try:
+            valid = _checksum_ok(header)
+        except ValueError:  # not even a number where the checksum belongs
+            valid = False
+        if not valid:
+            raise CorruptTar(f"{source}: bad header checksum at byte {offset}")
+        try:
+            size = _number(header[124:136])
+            kind = header[156:157]
+            if kind in (b"x", b"L", b"g") and size > MAX_MEMBER_BYTES:
+                raise ValueError(f"extended header of {size} bytes")
+            data = _read(f, size) if kind in (b"x", b"L", b"g") else b""
+            if kind == b"L":
+                long_name = data.rstrip(b"\0")
+            elif kind == b"x":
+                pax = _pax_records(data)
+            elif kind != b"g":  # a global pax header is read past; it names no member
+                name = long_name or pax.get(b"path") or _ustar_name(header)
+                size = int(pax[b"size"]) if b"size" in pax else size
+                long_name, pax = None, {}
+        except (ValueError, IndexError) as exc:
+            raise CorruptTar(f"{source}: unreadable header at byte {offset}: {exc}") from None
+        if size < 0 or size > MAX_MEMBER_BYTES:
+            raise CorruptTar(f"{source}: header at byte {offset} declares {size} bytes")
+        if kind in (b"x", b"L", b"g"):
+            if len(data) < size:
+                raise CorruptTar(f"{source}: extended header at byte {offset} cut short")
+        elif kind in _REGULAR:
+            data = _read(f, size)
+            if len(data) < size:
+                raise CorruptTar(f"{source}: {name.decode('utf-8', 'replace')} at byte {offset} cut short")
+        elif size and len(_read(f, size)) < size:
+            raise CorruptTar(f"{source}: member at byte {offset} cut short")
+        padding = _padded(size) - size
+        if padding and len(_read(f, padding)) < padding:
+            raise CorruptTar(f"{source}: ends inside the member at byte {offset}")
+        offset += _BLOCK + _padded(size)
+        if kind in _REGULAR:
+            yield name.decode("utf-8", "surrogateescape"), data
+
+
+def iter_samples(
+    f: BinaryIO, source: str, expected_keys: Iterable[str] | None = None
+) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """``(key, {extension: bytes})`` per webdataset sample (a run of consecutive files sharing the basename's part
+    before the first dot; the extension is the rest, lower-cased), from :func:`iter_files`.
+
+    With ``expected_keys``, a tar read to its end must hold exactly those sample keys, else :class:`CorruptTar`
+    (a caller that stops early, having found what it wanted, skips that check and the rest of the tar).
+    """
+    seen: set[str] = set()
+    key: str | None = None
+    sample: dict[str, bytes] = {}
+    for name, data in iter_files(f, source):
+        k, _, ext = name.rsplit("/", 1)[-1].partition(".")
+        if k != key and sample:
+            yield key, sample  # type: ignore[misc]
+            sample = {}
+        key = k
+        seen.add(k)
+        sample[ext.lower()] = data
+    if sample:
+        yield key, sample  # type: ignore[misc]
+    if expected_keys is not None:
+        expected = set(expected_keys)
+        if seen != expected:
+            missing, extra = len(expected - seen), len(seen - expected)
+            raise CorruptTar(
+                f"{source}: holds {len(seen)} samples, expected {len(expected)} ({missing} missing, {extra} unexpected)"
+            )

@@ -15,6 +15,7 @@ from typing import Any
 from dagster import EnvVar, in_process_executor
 
 from assets.settings import as_resource, settings_key
+from infra.lake import check_endpoint_url, check_root
 from infra.resources import LakeResource, MlflowResource
 from infra.sample_web import ORIGIN as SAMPLE_WEB_ORIGIN
 from infra.tracking import check_tracking_uri
@@ -58,9 +59,9 @@ def _lake(default_root: str | None) -> LakeResource:
     root = os.environ.get("CLIPFOUNDRY_DATA_ROOT", default_root)
     if root is None:
         raise ValueError("CLIPFOUNDRY_DATA_ROOT must be set in the production profile")
-    return LakeResource(
-        root=root,
-        s3_endpoint_url=os.environ.get("CLIPFOUNDRY_S3_ENDPOINT_URL") or None,
+    return LakeResource(  # URIs with credentials refused here, before Dagster stores them in a job snapshot
+        root=check_root(root),
+        s3_endpoint_url=check_endpoint_url(os.environ.get("CLIPFOUNDRY_S3_ENDPOINT_URL") or None),
         aws_access_key_id=_env_or_none("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=_env_or_none("AWS_SECRET_ACCESS_KEY"),
         aws_region=os.environ.get("AWS_DEFAULT_REGION") or None,

@@ -21,6 +21,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", "89478485")  # OpenCV reads it once, on import (ops.download)
 
 
 def free_port() -> int:

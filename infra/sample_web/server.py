@@ -10,6 +10,11 @@ Routes (every path is relative to the server root; the generator links to each o
 - ``/slow/<seconds>/<path>``: waits ``min(seconds, 30)`` then answers ``/<path>`` as above.
 - ``/redirect?to=<url>``: ``302`` to ``url``, whatever it is (an open redirect, for SSRF tests).
 - ``/redirect-loop/<name>``: ``302`` to ``/redirect-loop/<name>/b``, which redirects back: a loop.
+- ``/trickle/<seconds>/<path>``: ``/<path>`` with its true length, one byte every ``min(seconds, 30)``.
+- ``/endless/<bytes>``: ``bytes`` zero bytes with no length, the connection closed after them (a body that
+  only its end delimits).
+- ``/declared/<bytes>/<path>``: ``/<path>``, declaring ``Content-Length: <bytes>`` however long it is.
+- ``/robots/<value>/<path>``: ``/<path>`` with ``X-Robots-Tag: <value>`` (percent-decoded).
 
 The server is a ``ThreadingHTTPServer`` with daemon threads and a listen backlog of 1024, because img2dataset
 opens many connections at once and a single-threaded accept loop causes spurious timeouts; it logs nothing.
@@ -84,6 +89,22 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(400, send_body)
             self.server.closing.wait(delay)
             return self._route("/" + rest, send_body=send_body)
+        if path.startswith(("/trickle/", "/declared/", "/robots/")):
+            _, kind, value, rest = path.split("/", 3) if path.count("/") >= 3 else ("", "", "", "")
+            file = self._resolve("/" + rest)
+            if file is None:
+                return self._error(404, send_body)
+            body = file.read_bytes()
+            if kind == "robots":
+                return self._send(200, "image/jpeg", body, send_body, {"X-Robots-Tag": value})
+            if not value.replace(".", "", 1).isdigit():
+                return self._error(400, send_body)
+            if kind == "declared":
+                return self._send(200, "image/jpeg", body, send_body, length=int(value))
+            return self._trickle(body, min(float(value), MAX_DELAY_S), send_body)
+        if path.startswith("/endless/"):
+            size = path.split("/")[2]
+            return self._endless(int(size) if size.isdigit() else 0, send_body)
         headers = {"X-Robots-Tag": "noai"} if path.startswith("/noai/") else {}
         file = self._resolve(path)
         if file is None:
@@ -111,12 +132,41 @@ class _Handler(BaseHTTPRequestHandler):
         body = f"<html><body><h1>{status} {html.escape(phrase)}</h1></body></html>".encode()
         self._send(status, "text/html; charset=utf-8", body, send_body)
 
+    def _trickle(self, body: bytes, interval: float, send_body: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for i in range(len(body) if send_body else 0):
+            self.wfile.write(body[i : i + 1])
+            self.wfile.flush()
+            if self.server.closing.wait(interval):
+                return
+
+    def _endless(self, size: int, send_body: bool) -> None:
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        chunk = bytes(1 << 16)
+        sent = 0
+        while send_body and sent < size and not self.server.closing.is_set():
+            self.wfile.write(chunk[: size - sent])
+            sent += len(chunk[: size - sent])
+
     def _send(
-        self, status: int, content_type: str, body: bytes, send_body: bool, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        content_type: str,
+        body: bytes,
+        send_body: bool,
+        headers: dict[str, str] | None = None,
+        length: int | None = None,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(body) if length is None else length))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()

@@ -8,6 +8,7 @@ pair that was kept".
 
 from __future__ import annotations
 
+INVALID_UTF8 = "invalid_utf8"  # a URL-list row whose URL or text is not UTF-8
 NO_TEXT = "no_text"
 NO_SRC = "no_src"
 OPT_OUT = "opt_out"
@@ -21,6 +22,7 @@ PRIVATE_ADDRESS = "private_address"
 DUPLICATE_PAIR = "duplicate_pair"
 
 PAIR_REASONS: tuple[str, ...] = (
+    INVALID_UTF8,
     NO_TEXT,
     NO_SRC,
     OPT_OUT,
@@ -35,8 +37,10 @@ PAIR_REASONS: tuple[str, ...] = (
 )
 
 # Record failures: the record (or file) was damaged; counted under ``records_failed.<reason>``.
-TRUNCATED_RECORD = "truncated_record"  # body or headers shorter than declared, gzip member cut
-CORRUPT_RECORD = "corrupt_record"  # unreadable bytes inside the file (bad WARC header, gzip data error)
+TRUNCATED_RECORD = "truncated_record"  # the file ends inside the record (pairs before the cut are kept)
+CORRUPT_RECORD = "corrupt_record"  # a skipped span: junk between records, a gzip member that fails to inflate
+LENGTH_MISMATCH = "length_mismatch"  # Content-Length disagrees with where the record ends (pairs kept)
+OVERSIZED_RECORD = "oversized_record"  # a body past 32 MiB (its first 32 MiB parsed), or a gzip bomb member
 NOT_A_WARC = "not_a_warc"  # no WARC record could be read from the file at all
 MALFORMED_HTTP = "malformed_http"  # a response record whose HTTP message cannot be parsed
 DECODE_ERROR = "decode_error"  # body not decodable: bad content-encoding, or binary where HTML was declared
@@ -47,6 +51,8 @@ PARSE_ERROR = "parse_error"  # the last guard: anything else a page made a parse
 RECORD_FAILURES: tuple[str, ...] = (
     TRUNCATED_RECORD,
     CORRUPT_RECORD,
+    LENGTH_MISMATCH,
+    OVERSIZED_RECORD,
     NOT_A_WARC,
     MALFORMED_HTTP,
     DECODE_ERROR,
@@ -61,4 +67,5 @@ RECORD_FAILURES: tuple[str, ...] = (
 NOT_HTTP = "not_http"
 HTTP_STATUS = "http_status"  # not 200
 NOT_HTML = "not_html"
+NO_MARKUP = "no_markup"  # an HTML response whose body, decoded, holds no markup at all
 NO_HTML_METADATA = "no_html_metadata"  # a WAT record about a non-HTML or non-response record

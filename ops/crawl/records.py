@@ -1,26 +1,23 @@
 """Read crawl source files robustly: WARC and WAT archives record by record, URL-list parquet row group by row group.
 
 A crawl shard is hours of someone else's download, so one damaged record must cost that record and nothing
-else. FastWARC does the reading (about 3.5 times faster than warcio on the fixtures), and this module adds what
-it leaves to the caller:
+else, and no record may go missing without a reason. :mod:`ops.crawl.framing` finds the records (and the spans
+of bytes that are none) itself, inflating gzip members one at a time; FastWARC then parses each record, and this
+module adds what it leaves to the caller:
 
-- Truncation is silent in FastWARC: a record whose body or gzip member is cut is handed out with fewer bytes than
-  it declares, and a record cut inside its header block is handed out with the headers it got and a content
-  length of 0. A body shorter than declared and a missing ``Content-Length`` are therefore checked here, and a
-  gzip file is checked for a cut last member after the iterator finishes (a cut in a member's header block
-  otherwise vanishes without a trace).
-- Corruption mid-file (a bad WARC header, a gzip data error) raises ``OSError`` and ends the iterator. Reading
-  resumes at the next gzip member or ``WARC/1.`` line after the last good record, and the damaged stretch is
-  counted once.
+- A frame's damage (cut by the end of the file, a length that lied, a body past 32 MiB) is carried to the
+  record; a page that is damaged but readable is still parsed, and counted as failed.
 - After ``parse_http`` the reported ``content_length`` is the HTTP payload length, still transfer- and
-  content-encoded. Bodies are read raw (so the length check means something) and decoded here: chunked
-  transfer coding, gzip/deflate/br content coding.
+  content-encoded. Bodies are read raw and decoded here: chunked transfer coding, gzip/deflate/br content
+  coding, each stopping at :data:`MAX_BODY_BYTES` of output (a body that would go on is ``oversized_record``).
 
-Every record comes out as one :class:`SourceRecord`: a page to parse, an ignored record, or a failure.
+Every record and every skipped span comes out as one :class:`SourceRecord`: a page to parse, an ignored record,
+or a failure.
 """
 
 from __future__ import annotations
 
+import io
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fastwarc import ArchiveIterator, WarcRecord, WarcRecordType
 
+from ops.crawl.framing import MAX_BODY_BYTES, Frame, Framer, ReadTotals
 from ops.crawl.reasons import (
     BAD_URL_LIST,
     CORRUPT_RECORD,
@@ -40,19 +38,10 @@ from ops.crawl.reasons import (
     NOT_A_WARC,
     NOT_HTML,
     NOT_HTTP,
-    TRUNCATED_RECORD,
+    OVERSIZED_RECORD,
 )
 
-MAX_BODY_BYTES = 32 << 20  # bigger "pages" are media or dumps; their first 32 MiB are parsed, like CC's 1 MiB cut
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-_GZIP_MAGIC = b"\x1f\x8b\x08"
-_WARC_MAGIC = b"WARC/1."
-_OTHER_CODECS = (b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18")  # zstd, lz4: read, but not resynchronised
-_SCAN_CHUNK = 1 << 20
-# A header block without Content-Length: the file ended inside it (truncated) or it is junk (corrupt); which one
-# is known only once the next record, or the end of the file, is reached.
-_NO_LENGTH = "no_content_length"
-_TAIL_CHECK_LIMIT = 64 << 20
 
 URL_COLUMNS = ("url", "URL")
 TEXT_COLUMNS = ("caption", "text", "TEXT")
@@ -126,8 +115,9 @@ def dechunk(data: bytes) -> bytes:
     return b"".join(out)
 
 
-def decompress(data: bytes, coding: str) -> bytes:
+def decompress(data: bytes, coding: str) -> tuple[bytes, bool]:
     """Undo a gzip/deflate/br content coding, stopping at :data:`MAX_BODY_BYTES` of output (a bomb guard).
+    Returns the bytes and whether the output went on past the limit.
 
     Crawlers often store the decoded payload but keep the header; a body that already looks like markup is
     returned as it is when decoding fails.
@@ -135,17 +125,22 @@ def decompress(data: bytes, coding: str) -> bytes:
     try:
         if coding in ("gzip", "x-gzip", "deflate"):
             try:
-                return zlib.decompressobj(47).decompress(data, MAX_BODY_BYTES)
+                inflater = zlib.decompressobj(47)
+                out = inflater.decompress(data, MAX_BODY_BYTES)
             except zlib.error:
                 if coding != "deflate":
                     raise
-                return zlib.decompressobj(-15).decompress(data, MAX_BODY_BYTES)
+                inflater = zlib.decompressobj(-15)
+                out = inflater.decompress(data, MAX_BODY_BYTES)
+            return out, bool(inflater.unconsumed_tail)
         if coding == "br":
-            return brotli.Decompressor().process(data, output_buffer_limit=MAX_BODY_BYTES)
+            decoder = brotli.Decompressor()
+            out = decoder.process(data, output_buffer_limit=MAX_BODY_BYTES)  # a soft limit: it may overshoot
+            return out[:MAX_BODY_BYTES], len(out) > MAX_BODY_BYTES or not decoder.can_accept_more_data()
     except (zlib.error, brotli.error):
         pass
     if data.lstrip()[:1] == b"<":
-        return data
+        return data, False
     raise BodyError(f"cannot undo content-encoding {coding!r}")
 
 
@@ -158,18 +153,45 @@ def _looks_like_html(body: bytes) -> bool:
     return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head
 
 
+def _read_body(record: WarcRecord) -> tuple[bytes, bool]:
+    """The first :data:`MAX_BODY_BYTES` of the body, and whether there was more. The frame already bounds the body
+    (:data:`ops.crawl.framing.MAX_CONTENT_BYTES`), so it is read whole: FastWARC's ``read(n)`` allocates ``n``
+    bytes first, which cost about 90 µs a record at 32 MiB."""
+    body = record.reader.read()
+    return (body[:MAX_BODY_BYTES], True) if len(body) > MAX_BODY_BYTES else (body, False)
+
+
+def read_frame(frame: Frame) -> SourceRecord:
+    """Classify one frame: a skipped span is a failure; a record is parsed, its frame's damage carried along.
+
+    Damage turns an ignored record into a failure (it may have been a page), and a page into a damaged page; the
+    bytes of a corrupt record are not trusted at all.
+    """
+    if not frame.record or frame.reason == CORRUPT_RECORD:
+        return _failed(frame.reason)
+    try:
+        records = ArchiveIterator(io.BytesIO(frame.data), parse_http=True, quirks_mode=True, stream_detect=False)
+        record = next(iter(records), None)
+        item = _failed(CORRUPT_RECORD) if record is None else read_record(record)
+    except (OSError, ValueError, UnicodeError):  # FastWARC refuses the header block, or the HTTP message
+        item = _failed(frame.reason or CORRUPT_RECORD)
+    if frame.reason:
+        if item.status == "page":
+            item.damage = item.damage or frame.reason
+        elif item.status == "ignored" or item.reason == MALFORMED_HTTP:
+            item = _failed(frame.reason)
+    return item
+
+
 def read_record(record: WarcRecord) -> SourceRecord:
-    """Classify one WARC record and, for a page, read and decode its body."""
-    declared = record.headers.get("Content-Length")
-    if declared is None or not declared.strip().isdigit():
-        return _failed(_NO_LENGTH)
+    """Classify one parsed WARC record and, for a page, read and decode its body."""
     rtype = record.record_type
     if rtype == WarcRecordType.response:
         return _read_response(record)
     if rtype == WarcRecordType.metadata and "json" in (record.headers.get("Content-Type") or "").lower():
-        body = record.reader.read(MAX_BODY_BYTES)
-        if len(body) < min(record.content_length, MAX_BODY_BYTES):
-            return _failed(TRUNCATED_RECORD)
+        body, more = _read_body(record)
+        if more:
+            return _failed(OVERSIZED_RECORD)
         return SourceRecord("page", kind="wat", page_url=_target_uri(record), body=body)
     return _ignored(str(rtype) or "unknown")
 
@@ -180,21 +202,20 @@ def _read_response(record: WarcRecord) -> SourceRecord:
     http = record.http_headers
     status = http.status_code
     if status is None:
-        body = record.reader.read(MAX_BODY_BYTES)
-        return _failed(TRUNCATED_RECORD if len(body) < min(record.content_length, MAX_BODY_BYTES) else MALFORMED_HTTP)
+        return _failed(MALFORMED_HTTP)
     if status != 200:
         return _ignored(HTTP_STATUS)
     content_type = (record.http_content_type or record.headers.get("WARC-Identified-Payload-Type") or "").lower()
     if content_type and content_type.split(";", 1)[0].strip() not in _HTML_TYPES:
         return _ignored(NOT_HTML)
-    raw = record.reader.read(MAX_BODY_BYTES)
-    truncated = len(raw) < min(record.content_length, MAX_BODY_BYTES)
+    raw, more = _read_body(record)
     try:
         if "chunked" in (http.get("Transfer-Encoding") or "").lower():
             raw = dechunk(raw)
         coding = (http.get("Content-Encoding") or "").strip().lower()
         if coding and coding != "identity":
-            raw = decompress(raw, coding)
+            raw, inflated_more = decompress(raw, coding)
+            more = more or inflated_more
     except BodyError:
         return _failed(DECODE_ERROR)
     if not content_type and not _looks_like_html(raw):
@@ -206,123 +227,87 @@ def _read_response(record: WarcRecord) -> SourceRecord:
         body=raw,
         charset=record.http_charset,
         robots=tuple(http.get_multiple("X-Robots-Tag")),
-        damage=TRUNCATED_RECORD if truncated else "",
+        damage=OVERSIZED_RECORD if more else "",
     )
 
 
-def _find(f: BinaryIO, magic: bytes, start: int) -> int | None:
-    """Offset of the next ``magic`` at or after ``start``, scanning in chunks."""
-    f.seek(start)
-    pos, carry = start, b""
-    while chunk := f.read(_SCAN_CHUNK):
-        buf = carry + chunk
-        hit = buf.find(magic)
-        if hit >= 0:
-            return pos - len(carry) + hit
-        carry = buf[-(len(magic) - 1) :]
-        pos += len(chunk)
-    return None
+def iter_warc(open_source: Callable[[], BinaryIO], totals: ReadTotals | None = None) -> Iterator[SourceRecord]:
+    """Every record and skipped span of a WARC/WAT file as a :class:`SourceRecord`; damage is reported, never
+    raised. ``totals``, when given, is filled with what the read covered (see :class:`ReadTotals`).
 
-
-def _gzip_tail_damage(f: BinaryIO, start: int) -> str:
-    """Check the gzip members from ``start`` to the end: "" when all are whole, else the failure reason."""
-    f.seek(0, 2)
-    size = f.tell()
-    if size - start > _TAIL_CHECK_LIMIT:
-        return ""
-    f.seek(start)
-    data = f.read()
-    while data:
-        member = zlib.decompressobj(31)
-        try:
-            while not member.eof and data:
-                member.decompress(data, _SCAN_CHUNK)
-                data = member.unconsumed_tail
-        except zlib.error:
-            return CORRUPT_RECORD
-        if not member.eof:
-            return TRUNCATED_RECORD
-        data = member.unused_data
-    return ""
-
-
-def _records_from(f: BinaryIO, start: int) -> Iterator[WarcRecord]:
-    f.seek(start)
-    yield from ArchiveIterator(f, parse_http=True, quirks_mode=True)
-
-
-def iter_warc(open_source: Callable[[], BinaryIO]) -> Iterator[SourceRecord]:
-    """Every record of a WARC/WAT file as a :class:`SourceRecord`; damage is reported, never raised.
-
-    ``open_source`` opens the file for binary reading; it must be seekable, for resynchronising after damage.
-    A stretch of unreadable bytes counts as one ``corrupt_record`` failure however many resync attempts it takes;
-    a file with no readable record at all is one ``not_a_warc`` failure.
+    ``open_source`` opens the file for binary reading; it must be seekable. A file in which no record could be
+    found at all is one ``not_a_warc`` failure.
     """
     with open_source() as f:
-        head = f.read(8)
-        gzip = head[:2] == _GZIP_MAGIC[:2]
-        resync_magic = _GZIP_MAGIC if gzip else None if head.startswith(_OTHER_CODECS) else _WARC_MAGIC
-        start = 0
-        seen = False  # any record read from the file
-        damaged = False  # inside a damaged stretch: further failures there are not counted again
-        pending = ""  # the failure of the current damaged stretch, reported once it is known to be one
-        last = -1
-        held = False  # a record without Content-Length, waiting to learn whether anything follows it
-        records = _records_from(f, start)
-        while True:
-            try:
-                record = next(records)
-            except StopIteration:
-                break
-            except Exception:  # FastWARC raises OSError for damage; nothing a file holds may end the shard
-                if not damaged or held:
-                    damaged, pending, held = True, CORRUPT_RECORD, False
-                start = _find(f, resync_magic, max(start, last) + 1) if resync_magic else None
-                if start is None:
-                    break
-                records = _records_from(f, start)
-                continue
-            last = record.stream_pos
-            try:
-                item = read_record(record)
-            except (OSError, ValueError, UnicodeError):
-                item = _failed(CORRUPT_RECORD)
-            if held:
-                yield _failed(CORRUPT_RECORD)
-                held = False
-            if pending:
-                yield _failed(pending)
-                pending = ""
-            seen = True
-            damaged = item.status == "failed" or bool(item.damage)
-            if item.reason == _NO_LENGTH:
-                held = True
-            else:
+        framer = Framer(f)
+        leading: list[SourceRecord] = []  # skipped spans before the first record: the file may be no WARC at all
+        seen = False
+        for frame in framer.frames():
+            item = read_frame(frame)
+            if seen:
                 yield item
-        if held:
-            yield _failed(TRUNCATED_RECORD)
-        elif pending or not seen:
-            yield _failed(pending if seen else NOT_A_WARC)
-        elif gzip and not damaged and last >= 0:
-            tail = _gzip_tail_damage(f, last)
-            if tail:
-                yield _failed(tail)
+            elif frame.record:
+                seen = True
+                yield from leading
+                yield item
+            else:
+                leading.append(item)
+        if not seen:
+            yield _failed(NOT_A_WARC)
+        if totals is not None:
+            for name in ReadTotals.__slots__:
+                setattr(totals, name, getattr(framer.totals, name))
 
 
 @dataclass(slots=True)
 class UrlBatch:
-    """Rows of a URL list: parallel ``urls`` and ``texts`` (None where the cell is null), or a failure."""
+    """Rows of a URL list: parallel ``urls`` and ``texts`` (None where the cell is null) and ``bad`` (the row held
+    bytes that are not UTF-8; its strings are shown with replacement characters), or a failure covering ``rows``
+    rows of a row group that could not be read."""
 
     urls: list[str | None]
     texts: list[str | None]
+    bad: list[bool]
     failure: str = ""
+    rows: int = 0
 
 
-def _strings(column: pa.ChunkedArray) -> list[str | None]:
-    values = column.to_pylist()
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        return values
-    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else None if v is None else str(v) for v in values]
+def _strings(column: pa.ChunkedArray) -> tuple[list[str | None], list[bool]]:
+    """The column as Python strings, and which ones were not valid UTF-8.
+
+    A parquet file written elsewhere can hold any bytes in a string column, and converting one invalid value
+    raises for the whole column, so the values are taken as bytes and decoded one by one.
+    """
+    kind = column.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)):
+        return [None if v is None else str(v) for v in column.to_pylist()], [False] * len(column)
+    if not pa.types.is_binary(kind):
+        try:
+            return column.to_pylist(), [False] * len(column)
+        except UnicodeDecodeError:
+            pass
+    values: list[str | None] = []
+    bad: list[bool] = []
+    for raw in column.cast(pa.large_binary()).to_pylist():
+        if raw is None:
+            values.append(None)
+            bad.append(False)
+            continue
+        try:
+            values.append(raw.decode("utf-8"))
+            bad.append(False)
+        except UnicodeDecodeError:
+            values.append(raw.decode("utf-8", "replace"))
+            bad.append(True)
+    return values, bad
+
+
+def url_list_rows(f: BinaryIO) -> int:
+    """The row count a URL list's footer declares (0 when the file is not readable parquet)."""
+    try:
+        return pq.ParquetFile(f).metadata.num_rows
+    except Exception:  # pyarrow raises several types for a file that is not parquet
+        return 0
 
 
 def iter_url_list(f: BinaryIO) -> Iterator[UrlBatch]:
@@ -335,17 +320,19 @@ def iter_url_list(f: BinaryIO) -> Iterator[UrlBatch]:
         parquet = pq.ParquetFile(f)
         names = parquet.schema_arrow.names
     except Exception:  # pyarrow raises several types for a file that is not parquet
-        yield UrlBatch([], [], BAD_URL_LIST)
+        yield UrlBatch([], [], [], BAD_URL_LIST)
         return
     url_col = next((c for c in URL_COLUMNS if c in names), None)
     text_col = next((c for c in TEXT_COLUMNS if c in names), None)
     if url_col is None or text_col is None:
-        yield UrlBatch([], [], BAD_URL_LIST)
+        yield UrlBatch([], [], [], BAD_URL_LIST, parquet.metadata.num_rows)
         return
     for i in range(parquet.num_row_groups):
         try:
             table = parquet.read_row_group(i, columns=[url_col, text_col])
+            urls, bad_urls = _strings(table.column(url_col))
+            texts, bad_texts = _strings(table.column(text_col))
         except Exception:
-            yield UrlBatch([], [], CORRUPT_RECORD)
+            yield UrlBatch([], [], [], CORRUPT_RECORD, parquet.metadata.row_group(i).num_rows)
             continue
-        yield UrlBatch(_strings(table.column(url_col)), _strings(table.column(text_col)))
+        yield UrlBatch(urls, texts, [a or b for a, b in zip(bad_urls, bad_texts, strict=True)])

@@ -20,13 +20,15 @@ import pyarrow as pa
 from infra.lake import Lake
 from ops import graph
 from ops.crawl import reasons as R
-from ops.crawl.charset import CharsetError, decode_html
+from ops.crawl.books import read_problems
+from ops.crawl.charset import CharsetError, NoMarkupError, decode_page
+from ops.crawl.framing import ReadTotals
 from ops.crawl.html import Candidate, extract_html, normalize_text
 from ops.crawl.lang import identify
-from ops.crawl.optout import opts_out
-from ops.crawl.records import SourceRecord, iter_url_list, iter_warc, source_format
+from ops.crawl.records import SourceRecord, iter_url_list, iter_warc, source_format, url_list_rows
 from ops.crawl.urls import UrlPolicy, clean_src
 from ops.crawl.wat import WatError, parse_wat
+from ops.optout import opts_out
 from ops.report import StageReport
 from ops.stage import Decisions, run_shard_stage
 from ops.uid import pair_uid
@@ -55,7 +57,8 @@ class CrawlConfig:
     honour_opt_out: bool = True
     max_text_chars: int = 2000
     max_url_chars: int = 2048
-    max_images_per_page: int = 1000
+    max_images_per_page: int = 1000  # candidates past these are page_image_cap rows ...
+    max_rows_per_page: int = 2000  # ... up to these; image tags past them are counted (images_unlisted), not rows
     detect_language: bool = True
 
 
@@ -63,7 +66,7 @@ class _PairTable:
     """Accumulates the shard's rows column by column and decides each pair as it arrives."""
 
     def __init__(self, config: CrawlConfig) -> None:
-        self._config = config
+        self.config = config
         self._policy = UrlPolicy(config.allow_networks, config.max_url_chars)
         self._seen: set[str] = set()
         self.uid: list[str] = []
@@ -78,8 +81,8 @@ class _PairTable:
 
     def add_page(self, page_url: str, base_href: str | None, images: list[Candidate], opt_out: bool) -> None:
         base = self._policy.base_for(page_url, base_href)
-        opt_out = opt_out and self._config.honour_opt_out
-        cap = self._config.max_images_per_page
+        opt_out = opt_out and self.config.honour_opt_out
+        cap = self.config.max_images_per_page
         for i, (src, text, source) in enumerate(images):
             self.add(src, text, source, page_url, base, opt_out, i >= cap)
 
@@ -92,11 +95,14 @@ class _PairTable:
         base: str,
         opt_out: bool = False,
         capped: bool = False,
+        invalid: bool = False,
     ) -> None:
         """Decide one candidate; the checks run in the precedence order of :data:`reasons.PAIR_REASONS`."""
         url, url_reason = self._policy.resolve(src, base) if src else ("", R.NO_SRC)
         uid = pair_uid(url, text)
-        if not text:
+        if invalid:
+            reason = R.INVALID_UTF8
+        elif not text:
             reason = R.NO_TEXT
         elif not src:
             reason = R.NO_SRC
@@ -104,7 +110,7 @@ class _PairTable:
             reason = R.OPT_OUT
         elif capped:
             reason = R.PAGE_IMAGE_CAP
-        elif len(text) > self._config.max_text_chars:
+        elif len(text) > self.config.max_text_chars:
             reason = R.TEXT_TOO_LONG
         elif url_reason:
             reason = url_reason
@@ -113,6 +119,11 @@ class _PairTable:
         else:
             self._seen.add(uid)
             reason = ""
+        text_cap, url_cap = self.config.max_text_chars, self.config.max_url_chars
+        if len(text) > text_cap or len(url) > url_cap:  # dropped already: stored cut, so a page cannot multiply them
+            text, url = text[:text_cap], url[:url_cap]
+            uid = pair_uid(url, text)
+        page_url = page_url[:url_cap]
         self.uid.append(uid)
         self.url.append(url)
         self.text.append(text)
@@ -125,7 +136,7 @@ class _PairTable:
         n = len(kept)
         langs = [""] * n
         probs = [0.0] * n
-        if self._config.detect_language:
+        if self.config.detect_language:
             found = identify(t for t, k in zip(self.text, kept, strict=True) if k)
             for i in range(n):
                 if kept[i]:
@@ -157,6 +168,10 @@ class _RecordCounts:
         self.failed: Counter[str] = Counter()
         self.pages = 0
         self.pages_opted_out = 0
+        self.unsupported_charsets = 0  # pages whose declared charset no browser knows: decoded by the fallback
+        self.pages_row_capped = 0
+        self.images_unlisted = 0  # image tags past the row cap of their page: counted here, not rows
+        self.read: dict[str, int] = {}  # what the read of the source covered, checked by ops.crawl.books
 
     def to_extra(self, pairs: int) -> dict[str, Any]:
         extra: dict[str, Any] = {
@@ -166,10 +181,14 @@ class _RecordCounts:
             "records_failed": sum(self.failed.values()),
             "pages": self.pages,
             "pages_opted_out": self.pages_opted_out,
+            "pages_unsupported_charset": self.unsupported_charsets,
+            "pages_row_capped": self.pages_row_capped,
+            "images_unlisted": self.images_unlisted,
             "pairs_per_page": round(pairs / self.pages, 3) if self.pages else 0.0,
         }
         extra.update({f"records_ignored.{k}": v for k, v in sorted(self.ignored.items())})
         extra.update({f"records_failed.{k}": v for k, v in sorted(self.failed.items())})
+        extra.update(self.read)
         return extra
 
 
@@ -184,8 +203,9 @@ def _take_record(record: SourceRecord, pairs: _PairTable, counts: _RecordCounts)
         return
     page_url = record.page_url
     try:
+        max_rows = pairs.config.max_rows_per_page
         if record.kind == "wat":
-            wat = parse_wat(record.body)
+            wat = parse_wat(record.body, max_rows)
             if wat is None:
                 counts.ignored[R.NO_HTML_METADATA] += 1
                 return
@@ -194,8 +214,13 @@ def _take_record(record: SourceRecord, pairs: _PairTable, counts: _RecordCounts)
                 return
             page, page_url = wat.page, wat.page_url or page_url
         else:
-            page = extract_html(decode_html(record.body, record.charset))
+            decoded = decode_page(record.body, record.charset)
+            counts.unsupported_charsets += decoded.unsupported_label is not None
+            page = extract_html(decoded.text, max_rows)
             page.opt_out = page.opt_out or opts_out(record.robots)
+    except NoMarkupError:
+        counts.ignored[R.NO_MARKUP] += 1
+        return
     except CharsetError:
         counts.failed[R.DECODE_ERROR] += 1
         return
@@ -211,22 +236,30 @@ def _take_record(record: SourceRecord, pairs: _PairTable, counts: _RecordCounts)
         counts.used += 1
     counts.pages += 1
     counts.pages_opted_out += page.opt_out
+    counts.pages_row_capped += page.unlisted > 0
+    counts.images_unlisted += page.unlisted
     pairs.add_page(page_url, page.base_href, page.images, page.opt_out)
 
 
 def _crawl_url_list(lake: Lake, source_rel: str, pairs: _PairTable, counts: _RecordCounts) -> None:
     """Each row of a URL list is a record and a candidate; URLs must be absolute (there is no page)."""
+    read = unread = 0
     with lake.open(source_rel) as f:
+        declared = url_list_rows(f)
+        f.seek(0)
         for batch in iter_url_list(f):
             if batch.failure:
                 counts.records_in += 1
                 counts.failed[batch.failure] += 1
+                unread += batch.rows
                 continue
             counts.records_in += len(batch.urls)
             counts.used += len(batch.urls)
-            for url, text in zip(batch.urls, batch.texts, strict=True):
+            read += len(batch.urls)
+            for url, text, bad in zip(batch.urls, batch.texts, batch.bad, strict=True):
                 caption = normalize_text(text) if text else ""
-                pairs.add(clean_src(url), caption, "caption" if caption else "", "", "")
+                pairs.add(clean_src(url), caption, "caption" if caption else "", "", "", invalid=bad)
+    counts.read = {"url_list.rows": declared, "url_list.rows_read": read, "url_list.rows_unread": unread}
 
 
 class SourceUnreadable(ValueError):
@@ -250,8 +283,10 @@ def crawl_shard(lake: Lake, source_rel: str, shard: str, config: CrawlConfig) ->
         else:
             if not lake.exists(source_rel):
                 raise FileNotFoundError(lake.uri(source_rel))
-            for record in iter_warc(lambda: lake.open(source_rel)):
+            totals = ReadTotals()
+            for record in iter_warc(lambda: lake.open(source_rel), totals):
                 _take_record(record, pairs, counts)
+            counts.read = totals.to_extra()
             if counts.records_in == counts.failed[R.NOT_A_WARC] > 0:
                 raise SourceUnreadable(f"{lake.uri(source_rel)} holds no WARC or WAT record at all")
         return Decisions(pairs.to_table(), extra={"source_format": fmt, **counts.to_extra(len(pairs))})
@@ -260,9 +295,6 @@ def crawl_shard(lake: Lake, source_rel: str, shard: str, config: CrawlConfig) ->
 
 
 def record_problems(_lake: Lake, _shard: str, report: StageReport) -> list[str]:
-    """The crawl's own rule beside the pair ledger: every source record was used, ignored or failed."""
-    extra = report.extra
-    failed = sum(v for k, v in extra.items() if k.startswith("records_failed."))
-    if extra.get("records_in", 0) != extra.get("records_used", 0) + extra.get("records_ignored", 0) + failed:
-        return ["records in != used + ignored + failed"]
-    return []
+    """The crawl's own books beside the pair ledger: every source record used, ignored or failed, and every byte
+    of the source read, separated or reported skipped (:func:`ops.crawl.books.read_problems`)."""
+    return read_problems(report.extra)

@@ -15,6 +15,7 @@ connects to (a name can resolve to a private address at download time).
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import idna
@@ -24,7 +25,13 @@ from ops.netpolicy import AddressPolicy, IPAddress
 
 _TRIM = "".join(map(chr, range(0x21)))  # C0 controls and space: what the URL Standard trims from both ends
 _DROP_INNER = str.maketrans("", "", "\t\n\r")  # ... and removes anywhere inside
-_FORBIDDEN_HOST_CHARS = frozenset(' "%<>\\^`{|}')
+# The URL Standard's forbidden domain code points (C0 controls, space, DEL and the delimiters), and a few more a
+# host name never holds. A resolver reads "02274\f6-a" as the number 02274 (it stops at the form feed): such a host
+# is invalid here, never a name.
+_FORBIDDEN_HOST_CHARS = frozenset([*map(chr, range(0x21)), "\x7f", *' "#%/:<>?@[\\]^`{|}'])
+# Host and port as the URL Standard allows them: a bracketed IPv6 literal or a name without brackets, then an
+# optional numeric port. Python's parser reads "ff:[324b::]" as the host 324b:: and ignores what comes before.
+_AUTHORITY = re.compile(r"(\[[^\[\]]*\]|[^\[\]:]*)(:[0-9]*)?")
 _LOOPBACKS = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
 _CACHE_LIMIT = 200_000
 _DIGITS = {16: frozenset("0123456789abcdefABCDEF"), 10: frozenset("0123456789"), 8: frozenset("01234567")}
@@ -38,6 +45,14 @@ def clean_src(raw: str | None) -> str:
     if "\t" in src or "\n" in src or "\r" in src:
         src = src.translate(_DROP_INNER)
     return src
+
+
+def _slashes(url: str) -> str:
+    """Backslashes before the query read as slashes, as the URL Standard reads them in http(s) URLs."""
+    if "\\" not in url:
+        return url
+    head, sep, query = url.partition("?")
+    return head.replace("\\", "/") + sep + query
 
 
 def parse_ipv4(host: str) -> ipaddress.IPv4Address | None:
@@ -110,12 +125,11 @@ class UrlPolicy:
     def base_for(self, page_url: str, base_href: str | None) -> str:
         """The URL relative sources resolve against: ``<base href>`` resolved against the page, if it is http(s).
 
-        A base that does not resolve to an http(s) URL with a host is ignored, so a broken ``<base>`` costs the
-        page its relative images only when the page URL itself is unusable.
+        A base that does not resolve to an http(s) URL with a host, or is longer than a URL may be, is ignored, so a
+        broken ``<base>`` costs the page its relative images only when the page URL itself is unusable.
         """
-        if not base_href:
-            return page_url
-        href = clean_src(base_href)
+        page_url = _slashes(page_url)
+        href = _slashes(clean_src(base_href)) if base_href else ""
         if not href:
             return page_url
         try:
@@ -123,7 +137,7 @@ class UrlPolicy:
             parts = urlsplit(base)
         except ValueError:
             return page_url
-        if parts.scheme in ("http", "https") and parts.hostname:
+        if parts.scheme in ("http", "https") and parts.hostname and len(base) <= self._max_url_chars:
             return base.split("#", 1)[0]
         return page_url
 
@@ -133,6 +147,8 @@ class UrlPolicy:
         ``url`` is the absolute URL without fragment, or the source as written when it cannot be resolved.
         Results are cached: sites repeat their logos and buttons on every page.
         """
+        if len(src) > self._max_url_chars:  # too long to keep (and to cache): a page could repeat it thousands of times
+            return self._resolve(src, base)
         key = (src, base)
         found = self._resolved.get(key)
         if found is None:
@@ -144,9 +160,7 @@ class UrlPolicy:
     def _resolve(self, src: str, base: str) -> tuple[str, str]:
         if src[:5].lower() == "data:":
             return src, DATA_URI
-        if "\\" in src:  # the URL Standard reads backslashes as slashes in http(s) paths
-            head, sep, query = src.partition("?")
-            src = head.replace("\\", "/") + sep + query
+        src = _slashes(src)
         if src.startswith(("http://", "https://")):
             url = src
         else:
@@ -163,12 +177,12 @@ class UrlPolicy:
             return url, INVALID_URL
         if parts.scheme not in ("http", "https"):
             return url, BAD_SCHEME if parts.scheme else INVALID_URL
-        if not host:
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        if not host or not _AUTHORITY.fullmatch(hostport):
             return url, INVALID_URL
         canonical, blocked = self._host_verdict(host)
         if canonical is None:
             return url, INVALID_URL
-        userinfo, at, hostport = parts.netloc.rpartition("@")
         if hostport.startswith("["):
             raw_host, _, port = hostport[1:].partition("]")
             port, host_text = port[1:], f"[{canonical}]"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ops.crawl.html import PageImages, pick_text
-from ops.crawl.optout import ROBOTS_META_NAMES, opts_out
 from ops.crawl.urls import clean_src
+from ops.optout import ROBOTS_META_NAMES, opts_out
 
 
 class WatError(ValueError):
@@ -56,8 +56,9 @@ def _header_values(headers: dict, name: str) -> list[str]:
     return out
 
 
-def parse_wat(body: bytes) -> WatPage | None:
-    """The page described by one WAT JSON record, or None when the record describes no HTML response.
+def parse_wat(body: bytes, max_rows: int | None = None) -> WatPage | None:
+    """The page described by one WAT JSON record, or None when the record describes no HTML response. Image links
+    past the first ``max_rows`` are counted, not listed.
 
     Raises :class:`WatError` when the body is not JSON.
     """
@@ -93,6 +94,9 @@ def parse_wat(body: bytes) -> WatPage | None:
             continue
         path = link.get("path")
         if not (isinstance(path, str) and path.startswith("IMG@/src")):
+            continue
+        if max_rows is not None and len(page.images) >= max_rows:
+            page.unlisted += 1
             continue
         text, source = pick_text(lambda name, link=link: _str(link.get(name)))
         page.images.append((clean_src(_str(link.get("url"))), text, source))

@@ -1,34 +1,11 @@
-"""Reading and writing webdataset tars, one sample at a time, so no stage ever holds a shard in memory."""
+"""Writing webdataset tars, one sample at a time, so no stage ever holds a shard in memory (they are read back
+with :func:`ops.tarscan.iter_samples`)."""
 
 from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
-
-
-def iter_tar(fileobj: BinaryIO) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) per sample of a webdataset tar read as a stream (no seeking, no extraction).
-
-    Webdataset's rule: a sample is the run of consecutive files sharing the basename's part before the first
-    dot; the extension is the rest (``syn.txt``), lower-cased.
-    """
-    with tarfile.open(fileobj=fileobj, mode="r|") as tar:
-        key: str | None = None
-        sample: dict[str, bytes] = {}
-        for member in tar:
-            if not member.isfile():
-                continue
-            k, _, ext = member.name.rsplit("/", 1)[-1].partition(".")
-            if k != key and sample:
-                yield key, sample
-                sample = {}
-            key = k
-            sample[ext.lower()] = tar.extractfile(member).read()
-        if sample:
-            yield key, sample
 
 
 class TarWriter:

@@ -35,8 +35,8 @@ from ops.curation.config import BalanceConfig
 from ops.curation.reasons import BALANCED_OUT
 from ops.curation.stage import load_entry_counts
 from ops.dataset.selection import Balance, Selected, StageCounts, StaleShard, select_shard
-from ops.dataset.tars import TarWriter, iter_tar
-from ops.download import paths as download_paths
+from ops.dataset.tars import TarWriter
+from ops.download import iter_tar_samples
 from ops.report import StageReport
 
 FORMAT = 2
@@ -166,22 +166,21 @@ def publish_dataset(
 def _copy_shard(lake: Lake, shard: str, selected: dict[str, Selected], out: _ShardSequence, digest: Any) -> set[str]:
     """Stream one download tar, writing the selected samples; returns the uids written."""
     written: set[str] = set()
-    with lake.open(download_paths(shard)["tar"]) as f:
-        for _, files in iter_tar(f):
-            meta = json.loads(files.get("json", b"{}"))
-            uid = meta.get("uid")
-            if uid not in selected or uid in written:
-                continue
-            ext = next((e for e in IMAGE_EXTENSIONS if e in files), None)
-            if ext is None:
-                continue
-            sample = _sample_files(uid, shard, selected[uid], files[ext], ext)
-            digest.update(uid.encode())
-            for name, data in sample.items():
-                digest.update(f"\0{name}\0{hashlib.sha256(data).hexdigest()}".encode())
-            out.add(uid, sample)
-            out.p_keep_sum += 1.0 if selected[uid].p_keep is None else selected[uid].p_keep
-            written.add(uid)
+    for _, files in iter_tar_samples(lake, shard):
+        meta = json.loads(files.get("json", b"{}"))
+        uid = meta.get("uid")
+        if uid not in selected or uid in written:
+            continue
+        ext = next((e for e in IMAGE_EXTENSIONS if e in files), None)
+        if ext is None:
+            continue
+        sample = _sample_files(uid, shard, selected[uid], files[ext], ext)
+        digest.update(uid.encode())
+        for name, data in sample.items():
+            digest.update(f"\0{name}\0{hashlib.sha256(data).hexdigest()}".encode())
+        out.add(uid, sample)
+        out.p_keep_sum += 1.0 if selected[uid].p_keep is None else selected[uid].p_keep
+        written.add(uid)
     return written
 
 

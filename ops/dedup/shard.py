@@ -10,9 +10,6 @@ decision table for the shard from the index: every sample that entered the stage
 
 from __future__ import annotations
 
-import tarfile
-from pathlib import PurePosixPath
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,6 +21,7 @@ from ops.dedup.config import DedupConfig
 from ops.dedup.crops import FINGERPRINT_VERSION, window_phashes
 from ops.dedup.fingerprint import DETAIL_SIDE, UndecodableImage, contrast, fingerprint, phash_from_pixels
 from ops.dedup.layout import SUMMARY, decisions_path, details_path, hashes_path
+from ops.download import iter_tar_samples
 from ops.report import StageReport
 from ops.stage import Decisions, run_shard_stage
 
@@ -125,14 +123,11 @@ def hash_shard(lake: Lake, shard: str, config: DedupConfig) -> StageReport:
 
     def decide(samples: pa.Table) -> Decisions:
         uids, keys = samples["uid"].to_pylist(), samples["key"].to_pylist()
-        wanted = set(keys)
         hasher = _Hasher(config)
-        with lake.open(f"download/{shard}.tar") as f, tarfile.open(fileobj=f, mode="r|") as tar:
-            for member in tar:
-                name = PurePosixPath(member.name).name
-                key, _, ext = name.partition(".")
-                if member.isfile() and ext.lower() in IMAGE_EXTENSIONS and key in wanted and key not in hasher.rows:
-                    hasher.add(key, tar.extractfile(member).read())
+        for key, files in iter_tar_samples(lake, shard):
+            image = next((files[ext] for ext in IMAGE_EXTENSIONS if ext in files), None)
+            if image is not None and key not in hasher.rows:
+                hasher.add(key, image)
         hasher.flush()
         schema = hash_schema(config)
         columns: dict[str, list] = {field.name: [] for field in schema}

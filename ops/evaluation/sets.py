@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from infra.lake import Lake
-from ops.dataset.tars import iter_tar
+from ops.tarscan import iter_samples
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp")
 DEFAULT_LANGUAGE = "en"
@@ -94,7 +94,7 @@ def iter_tar_samples(lake: Lake, prefix: str) -> Iterator[dict[str, bytes]]:
     """Samples of every tar under ``prefix`` (sorted), streamed without extracting."""
     for rel in (p for p in lake.list(prefix) if p.endswith(".tar")):
         with lake.open(rel) as f:
-            for _, sample in iter_tar(f):
+            for _, sample in iter_samples(f, lake.uri(rel)):
                 yield sample
 
 

@@ -22,6 +22,16 @@ from ops.download import REASONS, classify_error
         ("failed_to_resize", "decompression bomb: 40000x40000 > 89478485 pixels", "decompression_bomb"),
         ("failed_to_download", "<urlopen error blocked non-public address: h resolves to 10.0.0.1>", "private_address"),
         ("failed_to_resize", "aspect ratio too large", "bad_aspect_ratio"),
+        ("failed_to_download", "download deadline exceeded: 60 s", "deadline_exceeded"),
+        ("failed_to_download", "<urlopen error download deadline exceeded: 60 s>", "deadline_exceeded"),
+        ("failed_to_download", "response body too large: 999999999 bytes declared", "body_too_large"),
+        ("failed_to_download", "refused by X-Robots-Tag: otherbot: noai", "opt_out"),
+        ("failed_to_resize", "not an image: no size can be read from its header", "not_an_image"),
+        (
+            "failed_to_resize",
+            "OpenCV(4.14.0) loadsave.cpp:79: error: (-215:Assertion failed) pixels <= CV_IO_MAX_IMAGE_PIXELS",
+            "decompression_bomb",
+        ),
         ("failed_to_download", "something new", "download_error"),
     ],
 )

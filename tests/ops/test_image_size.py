@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from ops.download_guard import TOO_MANY_PIXELS, PixelLimit
 from ops.image_size import header_size
+from ops.pixel_limit import TOO_MANY_PIXELS, UNREADABLE_SIZE, PixelLimit
 
 SIZES = [(1, 1), (3, 5), (17, 1), (1, 23), (641, 479), (1000, 7)]
 
@@ -319,13 +319,14 @@ def test_pixel_limit_passes_a_normal_image_on_from_its_start(wrap):
 
 
 def test_pixel_limit_asks_pillow_about_other_formats():
-    """A TIFF is not parsed here; Pillow's header read still catches one above the limit, and non-images pass on."""
+    """A TIFF is not parsed here; Pillow's header read still catches one above the limit. What neither reads a size
+    from is refused too: it never reaches the decoder."""
     tiff = _encode(_image("L", (100, 100)), "TIFF")
     resizer = FakeResizer()
     guard = PixelLimit(resizer, 9_999)
     assert guard(io.BytesIO(tiff))[3:] == (100, 100, f"{TOO_MANY_PIXELS}: 100x100 > 9999 pixels")
-    assert guard(io.BytesIO(b"plain text, not an image"))[0] == b"resized"
-    assert resizer.calls == [(b"plain text, not an image", 0, None)]
+    assert guard(io.BytesIO(b"plain text, not an image")) == (None, None, None, None, None, UNREADABLE_SIZE)
+    assert resizer.calls == []
 
 
 def _tiff_claiming(width: int, height: int) -> bytes:

@@ -2,9 +2,12 @@ import io
 import tarfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ops.dataset.tars import TarWriter
-from ops.tarscan import sample_keys
+from ops.tarscan import CorruptTar, iter_samples, sample_keys
+from tests.ops.tar_damage import KINDS, damaged, header_offsets
 
 
 def _keys_by_tarfile(path):
@@ -146,3 +149,92 @@ def test_files_too_short_for_a_header(tmp_path):
         path = tmp_path / f"{size}.tar"
         path.write_bytes(b"\0" * size)
         assert sample_keys(path) == set()
+
+
+# --- streaming with every header verified -----------------------------------------------------------------------
+
+
+def _samples(n: int) -> list[tuple[str, dict[str, bytes]]]:
+    return [(f"{i:09d}", {"jpg": bytes([i % 251]) * (i * 53 % 1200), "txt": b"cap %d" % i}) for i in range(n)]
+
+
+def _tar_bytes(samples, fmt=tarfile.PAX_FORMAT) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        for key, files in samples:
+            for ext, data in files.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                info.pax_headers = {"comment": "x" * (len(key) % 3)} if fmt == tarfile.PAX_FORMAT else {}
+                tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _read_all(data: bytes, keys) -> list:
+    return list(iter_samples(io.BytesIO(data), "t.tar", keys))
+
+
+def test_a_whole_tar_streams_every_sample():
+    samples = _samples(30)
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT):
+        assert _read_all(_tar_bytes(samples, fmt), [k for k, _ in samples]) == samples
+    assert list(iter_samples(io.BytesIO(_tar_bytes([])), "empty.tar", [])) == []
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(
+    n=st.integers(2, 25),
+    kind=st.sampled_from([*KINDS, "junk_after_end"]),
+    where=st.integers(0, 10**6),
+    fmt=st.sampled_from([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT]),
+)
+def test_damage_raises_and_never_reads_as_a_shorter_tar(n, kind, where, fmt):
+    """Whatever the damage, a reader gets all the samples or CorruptTar: never a silent subset of them."""
+    samples = _samples(n)
+    data = _tar_bytes(samples, fmt)
+    data = data + b"junk" * (1 + where % 100) if kind == "junk_after_end" else damaged(data, kind, where)
+    try:
+        got = _read_all(data, [k for k, _ in samples])
+    except CorruptTar as exc:
+        assert "t.tar" in str(exc)
+        return
+    assert got == samples, kind
+
+
+def test_a_corrupt_header_is_named_with_its_offset():
+    data = _tar_bytes(_samples(5))
+    at = header_offsets(data)[4]
+    data = data[: at + 10] + b"\xff" + data[at + 11 :]
+    with pytest.raises(CorruptTar, match=rf"t.tar: bad header checksum at byte {at}"):
+        _read_all(data, None)
+
+
+def test_tarfile_itself_reads_a_damaged_tar_as_a_shorter_one():
+    """Why the reader exists: tarfile's stream mode ends quietly at the first bad header."""
+    data = _tar_bytes(_samples(10))
+    at = header_offsets(data)[8]
+    data = data[:at] + bytes(b ^ 0x01 for b in data[at : at + 16]) + data[at + 16 :]
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tf:
+        assert 0 < sum(1 for m in tf if m.isfile()) < 20
+    with pytest.raises(CorruptTar):
+        _read_all(data, None)
+
+
+def test_a_global_pax_header_between_a_member_and_its_pax_header_changes_nothing(tmp_path):
+    """Both readers read a global header (type g) past: it must not take the next member's extended header (here
+    the one that holds its long path)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name in ("000000000.jpg", "d/" * 60 + "000000001.jpg"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tf.addfile(info, io.BytesIO(b"abc"))
+    data = buf.getvalue()
+    extended, at = header_offsets(data)[1:3]  # the second member's extended header (its path), then its header
+    assert data[extended + 156 : extended + 157] == b"x"
+    glob = tarfile.TarInfo("global")
+    glob.type = tarfile.XGLTYPE
+    data = data[:at] + glob.tobuf(tarfile.USTAR_FORMAT) + data[at:]
+    (tmp_path / "g.tar").write_bytes(data)
+    expected = {"000000000", "000000001"}
+    assert sample_keys(tmp_path / "g.tar") == {k for k, _ in _read_all(data, None)} == expected

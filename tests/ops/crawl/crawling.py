@@ -8,6 +8,9 @@ from pathlib import Path
 
 from infra.lake import Lake
 from ops.crawl import PAIR_REASONS, RECORD_FAILURES, SCHEMA, CrawlConfig, crawl_shard
+from ops.crawl.books import read_problems
+from ops.crawl.framing import ReadTotals
+from ops.crawl.records import SourceRecord
 from ops.report import StageReport
 from ops.uid import pair_uid
 
@@ -34,6 +37,7 @@ def check_accounting(report: StageReport, rows: list[dict]) -> None:
     assert extra["records_failed"] == failed
     assert extra["records_ignored"] == ignored
     assert extra["records_in"] == extra["records_used"] + ignored + failed
+    assert read_problems(extra) == []
     assert {k.split(".", 1)[1] for k in extra if k.startswith("records_failed.")} <= set(RECORD_FAILURES)
     assert report.rows_in == len(rows)
     assert report.rows_kept == sum(r["kept"] for r in rows)
@@ -45,3 +49,20 @@ def check_accounting(report: StageReport, rows: list[dict]) -> None:
         assert row["uid"] == pair_uid(row["url"], row["text"])
         if not row["kept"]:
             assert (row["lang"], row["lang_prob"]) == ("", 0.0)
+
+
+def record_books(records: list[SourceRecord], totals: ReadTotals) -> dict:
+    """The crawl report's record counts for what a reader yielded, counted as ``ops.crawl.shard`` counts them (pages
+    as used unless damaged), plus what the read covered: the input of ``ops.crawl.books.read_problems``."""
+    failed = Counter(r.damage or r.reason for r in records if r.status == "failed" or r.damage)
+    ignored = Counter(r.reason for r in records if r.status == "ignored")
+    return {
+        "source_format": "warc",
+        "records_in": len(records),
+        "records_used": sum(1 for r in records if r.status == "page" and not r.damage),
+        "records_ignored": sum(ignored.values()),
+        "records_failed": sum(failed.values()),
+        **{f"records_failed.{k}": v for k, v in failed.items()},
+        **{f"records_ignored.{k}": v for k, v in ignored.items()},
+        **totals.to_extra(),
+    }

@@ -12,6 +12,7 @@ from pathlib import Path
 import brotli
 import pytest
 
+from ops.crawl.framing import MAX_BODY_BYTES
 from ops.crawl.records import SourceRecord, dechunk, decompress, iter_warc
 from tests.ops.crawl.warcs import FIXTURES, Page, gzip_members, http_block, raw_record, write_warc
 
@@ -202,13 +203,23 @@ def test_dechunk() -> None:
 
 def test_decompress() -> None:
     data = b"<html>" + b"x" * 1000 + b"</html>"
-    assert decompress(gzip.compress(data), "gzip") == data
-    assert decompress(zlib.compress(data), "deflate") == data
+    assert decompress(gzip.compress(data), "gzip") == (data, False)
+    assert decompress(zlib.compress(data), "deflate") == (data, False)
     raw_deflate = zlib.compressobj(wbits=-15)
-    assert decompress(raw_deflate.compress(data) + raw_deflate.flush(), "deflate") == data
-    assert decompress(brotli.compress(data), "br") == data
-    assert decompress(data, "gzip") == data  # the header lied: the body is already decoded
-    assert decompress(gzip.compress(data)[:200], "gzip") == data[: len(decompress(gzip.compress(data)[:200], "gzip"))]
+    assert decompress(raw_deflate.compress(data) + raw_deflate.flush(), "deflate") == (data, False)
+    assert decompress(brotli.compress(data), "br") == (data, False)
+    assert decompress(data, "gzip") == (data, False)  # the header lied: the body is already decoded
+    cut, more = decompress(gzip.compress(data)[:200], "gzip")
+    assert data.startswith(cut) and not more
+
+
+def test_decompress_stops_at_the_body_limit_and_says_so() -> None:
+    """A small coded body that inflates past 32 MiB is cut there, and the cut is reported (gzip and brotli)."""
+    data = b"<html>" + b"<p>x</p>" * (5 << 20) + b"</html>"
+    for coded, coding in ((gzip.compress(data), "gzip"), (brotli.compress(data, quality=1), "br")):
+        out, more = decompress(coded, coding)
+        assert len(out) == MAX_BODY_BYTES and more, coding
+        assert data.startswith(out)
 
 
 def test_wat_metadata_records_are_pages() -> None:

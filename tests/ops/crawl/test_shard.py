@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from infra.lake import Lake
 from ops.crawl import CrawlConfig, crawl_shard
@@ -121,14 +124,14 @@ def test_url_list_parquet(tmp_path: Path) -> None:
     assert report.rows_kept > 9_000
     source = pq.read_table(FIXTURES / "captions" / "laion_sample_10000.parquet").to_pylist()
     for src, row in zip(source, rows, strict=True):
-        assert row["text"] == " ".join((src["TEXT"] or "").split())
+        assert row["text"] == " ".join((src["TEXT"] or "").split())[: CrawlConfig().max_text_chars]
         assert row["text_source"] == ("caption" if row["text"] else "")
         assert row["page_url"] == ""
     # URLs pass through, except for host case and fragments (canonical form)
     changed = [(src["URL"], row["url"]) for src, row in zip(source, rows, strict=True) if row["url"] != src["URL"]]
     assert len(changed) < 20
     for before, after in changed:
-        assert after.lower() == before.split("#", 1)[0].lower()
+        assert after.lower() == before.split("#", 1)[0].lower()[: CrawlConfig().max_url_chars]
     assert Counter(r["lang"] for r in rows if r["kept"]).most_common(1)[0][0] == "en"
 
 
@@ -222,12 +225,14 @@ def test_opt_out_meta(tmp_path: Path, head: str) -> None:
 
 
 def test_no_opt_out_for_other_directives(tmp_path: Path) -> None:
-    head = '<meta name="robots" content="noindex, nofollow, noarchive"><meta name="description" content="noai">'
+    head = '<meta name="robots" content="index, nofollow, noarchive"><meta name="description" content="noai">'
     _, rows = tiny(tmp_path, [html_page("http://e.com/", page_html('<img src="/a.png" alt="a">', head))])
     assert rows[0]["kept"]
 
 
-@pytest.mark.parametrize("value", ["noai", "noindex, noimageai", "otherbot: noai"])
+@pytest.mark.parametrize(
+    "value", ["noai", "noindex, noimageai", "otherbot: noai", "none", "otherbot: none", "noindex", "noimageindex"]
+)
 def test_opt_out_header(tmp_path: Path, value: str) -> None:
     headers = [("Content-Type", "text/html"), ("X-Robots-Tag", value)]
     _, rows = tiny(tmp_path, [html_page("http://e.com/", page_html('<img src="/a.png" alt="a">'), headers=headers)])
@@ -261,7 +266,7 @@ def test_text_too_long(tmp_path: Path) -> None:
     body = f'<img src="/a.png" alt="{"word " * 10}"><img src="/b.png" alt="{"word " * 11}">'
     _, rows = tiny(tmp_path, [html_page("http://e.com/", page_html(body))], CrawlConfig(max_text_chars=50))
     assert [r["reason"] for r in rows] == ["", "text_too_long"]
-    assert rows[1]["text"] == ("word " * 11).strip()
+    assert rows[1]["text"] == ("word " * 11).strip()[:50]  # a dropped over-long value is stored cut at its limit
 
 
 def test_url_policy_in_the_shard(tmp_path: Path) -> None:
@@ -362,3 +367,59 @@ def test_rerun_gives_the_same_table(tmp_path: Path) -> None:
     _, first = crawl(tmp_path / "a", path)
     _, second = crawl(tmp_path / "b", path)
     assert first == second
+
+
+# --- hostile encodings ---------------------------------------------------------------------------------------
+
+
+def test_pages_without_markup_and_unknown_charsets_are_recorded(tmp_path: Path) -> None:
+    def raw(url: str, body: bytes, content_type: str) -> Page:
+        return Page(url, body, [("Content-Type", content_type)])
+
+    pages = [
+        raw("http://e.com/1", b'<img src="/1.png" alt="caf\xe9">', "text/html; charset=cp037"),
+        raw("http://e.com/2", b'<meta charset="ebcdic-cp-us"><img src="/2.png" alt="ok">', "text/html"),
+        raw("http://e.com/3", b"plain words and no tags at all", "text/html"),
+        raw("http://e.com/4", b'<img src="/4.png" alt="x">', "text/html; charset=iso-2022-kr"),
+        raw("http://e.com/5", b'<meta charset="utf-16"><img src="/5.png" alt="caf\xe9">', "text/html"),
+    ]
+    report, rows = tiny(tmp_path, pages)
+    check_accounting(report, rows)
+    texts = {r["url"].rsplit("/", 1)[1]: r["text"] for r in rows}
+    assert texts == {"1.png": "café", "2.png": "ok", "5.png": "café"}
+    assert report.extra["pages_unsupported_charset"] == 2
+    assert report.extra["records_ignored.no_markup"] == 1
+    assert report.extra["records_failed.decode_error"] == 1
+    assert report.extra["records_used"] == 3
+
+
+@settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.binary(max_size=30), st.binary(max_size=30), st.booleans()), min_size=1, max_size=40))
+def test_url_list_rows_with_invalid_utf8_are_dropped_not_fatal(tmp_path_factory, rows) -> None:
+    """Any bytes in the string columns of a URL list: the rows that are not UTF-8 are dropped with their reason,
+    the others are read, and the books balance."""
+    tmp = tmp_path_factory.mktemp("urls")
+    urls = [b"http://example.com/" + u for u, _, _ in rows]
+    texts = [t if keep_text else None for _, t, keep_text in rows]
+    table = pa.table(
+        {
+            "url": pa.array(urls, pa.binary()).view(pa.string()),
+            "caption": pa.array(texts, pa.binary()).view(pa.string()),
+        }
+    )
+    source = tmp / "hostile.parquet"
+    pq.write_table(table, source, row_group_size=7)
+    report, out = crawl(tmp, source)
+    check_accounting(report, out)
+    assert len(out) == len(rows)
+
+    def utf8(data: bytes | None) -> bool:
+        try:
+            data is None or data.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    bad = [not (utf8(u) and utf8(t)) for u, t in zip(urls, texts, strict=True)]
+    assert [r["reason"] == "invalid_utf8" for r in out] == bad
+    assert report.extra["url_list.rows"] == report.extra["url_list.rows_read"] == len(rows)

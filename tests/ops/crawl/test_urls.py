@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ops.crawl.urls import UrlPolicy, clean_src, parse_ipv4
 
@@ -177,3 +179,33 @@ def test_allow_networks_opens_exactly_those_networks() -> None:
 def test_parse_ipv4_follows_the_url_standard(host: str, address: str | None) -> None:
     parsed = parse_ipv4(host)
     assert parsed == (ipaddress.IPv4Address(address) if address else None)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(
+    before=st.text("0123456789abcdefx.", min_size=1, max_size=12),
+    bad=st.sampled_from([c for c in map(chr, range(0x21)) if c not in "\t\n\r"] + ["\x7f", "%", "^", "|", "<", ">"]),
+    after=st.text("0123456789abcdef-.", max_size=8),
+)
+def test_a_host_with_a_forbidden_code_point_is_invalid(before: str, bad: str, after: str) -> None:
+    """A resolver stops reading a numeric host at whitespace ("02274\\f6-a" is the address 0.0.4.188): a host holding
+    a control, a space or a delimiter is never passed on as a name (found by the url_policy fuzz target). Tabs and
+    newlines are not in the list: URLs drop them wherever they are."""
+    url, reason = UrlPolicy().resolve(f"http://{before}{bad}{after}/img.png", "")
+    assert reason in ("invalid_url", "bad_scheme"), (url, reason)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(
+    before=st.text("abcf0123.:-", max_size=6),
+    literal=st.sampled_from(["::1", "324b::", "2001:db8::1", "::ffff:127.0.0.1", "1.2.3.4"]),
+    after=st.text("abc0123:.]", max_size=5),
+)
+def test_brackets_anywhere_but_around_the_whole_host_are_invalid(before: str, literal: str, after: str) -> None:
+    """Python's parser takes the bracketed part of "ff:[324b::]" as the host and ignores the rest: only "[literal]"
+    optionally followed by ":port" is an authority (found by the url_policy fuzz target)."""
+    authority = f"{before}[{literal}]{after}"
+    url, reason = UrlPolicy().resolve(f"http://{authority}/img.png", "")
+    whole = before == "" and (after == "" or (after[0] == ":" and after[1:].isdigit()))
+    if not whole:
+        assert reason == "invalid_url", (url, reason)
