@@ -39,6 +39,7 @@ demo: install
 	CLIPFOUNDRY_PROFILE=demo $(PY) -m pipelines.demo
 
 ui: install
+	$(PY) -m infra.pools
 	CLIPFOUNDRY_PROFILE=demo $(PY) -m pipelines.demo --serve-only & web=$$!; \
 	mkdir -p $(CLIPFOUNDRY_DATA_ROOT)/mlflow; \
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CLIPFOUNDRY_DATA_ROOT)/mlflow/mlflow.db \

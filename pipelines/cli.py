@@ -59,6 +59,7 @@ def _materialize(args: argparse.Namespace) -> int:
     from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES, BulkActionStatus, PartitionBackfill
     from dagster._daemon.controller import all_daemons_live
 
+    from infra.pools import ensure_gpu_pool
     from ops.sources import sync
     from pipelines.backfill import whole_graph
     from pipelines.daemon import running_daemon
@@ -66,6 +67,7 @@ def _materialize(args: argparse.Namespace) -> int:
     from pipelines.partitions import shards
 
     instance = DagsterInstance.get()
+    ensure_gpu_pool(instance)
     lake = resources()["lake"].lake()
     new, refused = sync(lake, set(instance.get_dynamic_partitions(shards.name)))
     for message in refused:

@@ -21,6 +21,7 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
 
 from infra.lake import Lake
+from infra.pools import ensure_gpu_pool
 from infra.sample_web import ORIGIN as SAMPLE_WEB_ORIGIN
 from infra.sample_web import generate, metadata_entries, serve
 from ops import graph
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         home = os.environ["DAGSTER_HOME"]
         instance = DagsterInstance.get()
         ensure_sensors_running(instance)
+        print(f"gpu pool: {ensure_gpu_pool(instance)} slot(s)")
         started = time.time()
         printer = RunPrinter(instance, started)
         print("dagster-daemon: the sensors register the shards and the automation runs the graph; runs as they end:")
