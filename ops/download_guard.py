@@ -33,6 +33,7 @@ import http.client
 import importlib
 import io
 import ipaddress
+import multiprocessing
 import socket
 import threading
 import time
@@ -282,11 +283,25 @@ def in_process_distributor(
 _PATCH_LOCK = threading.Lock()
 
 
+def _end_processes(children: set[multiprocessing.Process], grace: float = 5.0) -> None:
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(grace)
+        if child.is_alive():
+            child.kill()
+            child.join(grace)
+
+
 @contextmanager
 def guarded_img2dataset(allow_networks: tuple[str, ...], max_pixels: int, limits: Limits) -> Iterator[None]:
     """While active, ``img2dataset.download`` runs its shards in this process (:func:`in_process_distributor`)
     through :class:`GuardedDownloader`. The guarded opener it installs for ``urllib.request.urlopen``, which is
-    process-wide, is taken out again afterwards; downloads in one process take turns."""
+    process-wide, is taken out again afterwards; downloads in one process take turns.
+
+    When the download is interrupted (a cancelled run), the processes img2dataset started are ended too: its logger
+    process polls until every shard has reported, so left alive it would hold the step's process at exit for ever.
+    """
 
     def make(*args: Any, **kwargs: Any) -> GuardedDownloader:
         downloader = GuardedDownloader(*args, **kwargs)
@@ -299,8 +314,12 @@ def guarded_img2dataset(allow_networks: tuple[str, ...], max_pixels: int, limits
         original = _IMG2DATASET_MAIN.Downloader, _IMG2DATASET_MAIN.multiprocessing_distributor
         opener = urllib.request._opener  # urlopen's process-wide opener (None until one is installed or used)
         _IMG2DATASET_MAIN.Downloader, _IMG2DATASET_MAIN.multiprocessing_distributor = make, in_process_distributor
+        before = set(multiprocessing.active_children())
         try:
             yield
+        except BaseException:
+            _end_processes(set(multiprocessing.active_children()) - before)
+            raise
         finally:
             _IMG2DATASET_MAIN.Downloader, _IMG2DATASET_MAIN.multiprocessing_distributor = original
             urllib.request._opener = opener

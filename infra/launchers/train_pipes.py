@@ -9,6 +9,8 @@ lines, and the result comes back as the asset's materialization metadata. Ranks 
 from __future__ import annotations
 
 import math
+import signal
+import sys
 
 from dagster_pipes import open_dagster_pipes
 
@@ -16,7 +18,14 @@ from infra.tracking import Tracker
 from ops.training import TrainConfig, train
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (how Dagster's Pipes client stops this process when the run is cancelled) into an exception, so
+    :func:`ops.training.train` gets to stop torchrun and its ranks instead of leaving them running."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def main() -> None:
+    exit_on_sigterm()
     with open_dagster_pipes() as pipes:
         extras = pipes.extras
         config = TrainConfig(**extras["train_config"])

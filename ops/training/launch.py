@@ -6,9 +6,11 @@ a caller (the Dagster asset through Pipes, a benchmark, a test) sees every step 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -80,6 +82,17 @@ class _Follower:
             self._pending = None
 
 
+def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """SIGTERM torchrun (it stops its ranks), then SIGKILL its whole process group if anything is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=grace)
+
+
 def train(
     config: TrainConfig,
     on_step: Callable[[dict[str, float]], None] | None = None,
@@ -94,15 +107,16 @@ def train(
     output = config.run_dir.parent / f"{config.name}.torchrun.log"
     start = time.perf_counter()
     with output.open("ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
+        )
         try:
             while proc.poll() is None:
                 time.sleep(poll_seconds)
                 if follower:
                     follower.poll()
         except BaseException:  # cancelled (Dagster interrupts the step): do not leave the ranks running
-            proc.terminate()
-            proc.wait(timeout=60)
+            _stop_group(proc)
             raise
     if follower:
         follower.poll(final=True)
