@@ -47,9 +47,9 @@ CRAWL = CrawlConfig()
 # img2dataset's per-row parquet, as download_shard reads it (``uid`` is the extra column it is asked to keep)
 I2D_COLUMNS = ("uid", "url", "caption", "key", "status", "error_message", "width", "height", "original_width")
 I2D_COLUMNS += ("original_height", "sha256")
-ENTRY_LIST = "inputs/metaclip_entries.json"
+ENTRY_LIST = "inputs/metaclip_entries.json"  # where :func:`run` puts the entry list it is given
 FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
-IMAGE_EXTENSIONS = ("jpg", "png", "webp")  # where :func:`run` puts the entry list it is given
+IMAGE_EXTENSIONS = ("jpg", "png", "webp")
 
 
 def jpeg(seed: int, size: tuple[int, int] = (40, 30)) -> bytes:
@@ -163,14 +163,23 @@ def ingest(lake: Lake, shard: str, pairs: Sequence[Pair], config: CrawlConfig = 
 
 
 def rewrite_tar(
-    lake: Lake, shard: str, uids: Mapping[str, str], replace: Mapping[str, bytes] | None = None, remove=()
+    lake: Lake,
+    shard: str,
+    uids: Mapping[str, str],
+    replace: Mapping[str, bytes] | None = None,
+    remove_image: Iterable[str] = (),
 ) -> None:
-    """Change the published download tar as a broken disk or a hand edit would, after the stages that read it
-    ran: the image of each ``replace`` name becomes the given bytes, the files of the ``remove`` names go."""
+    """Change the published download tar as a hand edit would, after the stages that read it ran: the image of
+    each ``replace`` name becomes the given bytes, the image file of each ``remove_image`` name goes.
+
+    The sample itself stays (its other files are kept): an image absent from its sample is a per-sample outcome
+    for the readers. A sample gone from the tar altogether is damage, which they refuse
+    (:mod:`tests.ops.tar_damage` makes that kind).
+    """
     ledger = lake.read_parquet(graph.stage("download").table(shard), ["uid", "key"])
     key_of = dict(zip(ledger["uid"].to_pylist(), ledger["key"].to_pylist(), strict=True))
     new_bytes = {key_of[uids[n]]: data for n, data in (replace or {}).items()}
-    gone = {key_of[uids[n]] for n in remove}
+    imageless = {key_of[uids[n]] for n in remove_image}
     out = io.BytesIO()
     with (
         lake.open(f"download/{shard}.tar") as f,
@@ -179,7 +188,7 @@ def rewrite_tar(
     ):
         for member in src:
             key, _, ext = member.name.partition(".")
-            if key in gone:
+            if key in imageless and ext in IMAGE_EXTENSIONS:
                 continue
             data = src.extractfile(member).read()
             if key in new_bytes and ext in IMAGE_EXTENSIONS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import tarfile
+import urllib.parse
 import urllib.request
 
 import img2dataset.distributor
@@ -21,6 +22,7 @@ from ops.download import REASONS, DownloadConfig, download_shard, paths
 from ops.ledger import check_ledger, kept_uids
 from ops.stage import conservation_problems
 from tests.conftest import free_port
+from tests.ops.bombs import HOSTILE
 from tests.ops.lakes import Pair, crawl
 
 LOOPBACK = ("127.0.0.1/32",)
@@ -190,3 +192,62 @@ def test_shard_downloads_in_this_process_and_leaves_urlopen_as_it_was(site, tmp_
     assert urllib.request._opener is before
     main = importlib.import_module("img2dataset.main")  # the package's attribute `main` is the CLI function
     assert main.multiprocessing_distributor is img2dataset.distributor.multiprocessing_distributor
+
+
+# --- bounded requests, the shared opt-out rule, bombs in every format ---------------------------------------------
+
+ROBOT_SCOPES = ("", "otherbot: ", "CLIPFOUNDRY: ", "googlebot-image:")
+ROBOT_DIRECTIVES = ("noai", "NoImageAI", "noindex", "noimageindex", "none", "nofollow", "noarchive", "all", "x")
+REFUSING = {"noai", "noimageai", "noindex", "noimageindex", "none"}
+
+
+@pytest.fixture(scope="module")
+def hostile_site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    (root / "img").mkdir()
+    (root / "img" / "ok.jpg").write_bytes(_jpeg((120, 30, 200)))
+    for kind, make in HOSTILE.items():
+        (root / "img" / f"bomb-{kind}").write_bytes(make(60_000, 60_000))
+    with serve(root) as server:
+        yield server
+
+
+def test_requests_are_bounded_opt_outs_follow_the_crawl_rule_and_bombs_never_decode(hostile_site, tmp_path):
+    """img2dataset for real against a server that trickles, streams without end, declares gigabytes, scopes its
+    opt-outs to other crawlers and serves 3.6-gigapixel headers in every format the issue named: each URL gets its
+    own reason, nothing holds a thread past the deadline, nothing is decoded."""
+    base = hostile_site.url
+    urls = {
+        "ok": f"{base}/img/ok.jpg",
+        "trickle": f"{base}/trickle/0.5/img/ok.jpg",
+        "endless": f"{base}/endless/200000000",
+        "declared": f"{base}/declared/999999999/img/ok.jpg",
+    }
+    expected = {"ok": "", "trickle": "deadline_exceeded", "endless": "body_too_large", "declared": "body_too_large"}
+    for scope in ROBOT_SCOPES:
+        for directive in ROBOT_DIRECTIVES:
+            name = f"robots[{scope}{directive}]"
+            urls[name] = f"{base}/robots/{urllib.parse.quote(scope + directive)}/img/ok.jpg"
+            expected[name] = "opt_out" if directive.lower() in REFUSING else ""
+    for kind in HOSTILE:
+        urls[f"bomb-{kind}"] = f"{base}/img/bomb-{kind}"
+        expected[f"bomb-{kind}"] = "decompression_bomb"
+    lake = Lake(str(tmp_path))
+    uids = _crawl_table(lake, "h", urls)
+    config = DownloadConfig(
+        image_size=64,
+        timeout=1,
+        retries=0,
+        thread_count=16,
+        allow_networks=LOOPBACK,
+        max_image_pixels=50_000_000,
+        request_deadline=2.0,
+        max_body_bytes=1 << 20,
+    )
+    report = download_shard(lake, "h", config)
+    ledger = lake.read_parquet(paths("h")["ledger"])
+    by_uid = dict(zip(ledger["uid"].to_pylist(), ledger["reason"].to_pylist(), strict=True))
+    assert {name: by_uid[uid] for name, uid in uids.items()} == expected
+    crawled = lake.read_parquet(graph.stage("crawl").table("h"))
+    assert check_ledger(ledger, REASONS, report=report, expected_uids=kept_uids(crawled)) == []
+    assert conservation_problems(lake, graph.stage("download"), "h") == []  # ledger, report and tar agree

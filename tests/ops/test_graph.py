@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from ops import graph
+from ops.crawl.framing import ReadTotals
 from ops.graph import Stage, _declare
 from ops.report import StageReport
 
@@ -58,9 +59,16 @@ def test_every_per_shard_stage_has_a_vocabulary_and_the_books_checks_are_wired()
     for stage in graph.shard_stages():
         assert stage.reasons and "" not in stage.reasons, stage.name
         assert len(set(stage.reasons)) == len(stage.reasons), stage.name
-    # the crawl's record books and the download's tar count are checked beside the ledger
-    report = StageReport(stage="crawl", shard="s", extra={"records_in": 3, "records_used": 1, "records_ignored": 1})
-    assert graph.stage("crawl").verify(None, "s", report) == ["records in != used + ignored + failed"]
+    # the crawl's record and byte books and the download's tar count are checked beside the ledger
+    read = ReadTotals(source_bytes=90, bytes_read=90, inflated_bytes=90, record_bytes=80, separator_bytes=10, records=2)
+    books = {"source_format": "warc", "records_in": 2, "records_used": 1, "records_failed": 0}
+    books |= {"records_ignored": 1, "records_ignored.warcinfo": 1, **read.to_extra()}
+    assert graph.stage("crawl").verify(None, "s", StageReport(stage="crawl", shard="s", extra=books)) == []
+    books["records_in"] = 3
+    assert graph.stage("crawl").verify(None, "s", StageReport(stage="crawl", shard="s", extra=books)) == [
+        "records in != used + ignored + failed",
+        "3 records counted, 2 read (records and skipped spans)",
+    ]
     report = StageReport(stage="download", shard="s", rows_in=3, rows_kept=2, extra={"tar_samples": 1})
     assert graph.stage("download").verify(None, "s", report) == ["tar holds 1 samples, ledger keeps 2"]
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from infra.lake import Lake
 from ops.crawl import CrawlConfig, crawl_shard
+from ops.crawl.shard import SourceUnreadable
 from ops.report import StageReport
 from tests.ops.crawl.crawling import check_accounting, crawl
 from tests.ops.crawl.warcs import (
@@ -135,16 +136,19 @@ def test_url_list_parquet(tmp_path: Path) -> None:
     assert Counter(r["lang"] for r in rows if r["kept"]).most_common(1)[0][0] == "en"
 
 
-def test_garbage_file_is_recorded_not_raised(tmp_path: Path) -> None:
+def test_a_file_with_no_record_fails_its_shard_and_a_bad_url_list_is_recorded(tmp_path: Path) -> None:
+    """Not one WARC record in the file: the shard fails naming it, rather than passing on as an empty shard (a file
+    with some records and damage between them is read and its damage reported, see ``test_framing``)."""
     junk = tmp_path / "junk.warc.gz"
     junk.write_bytes(b"this is not a WARC file\n" * 100)
-    report, rows = crawl(tmp_path, junk)
-    check_accounting(report, rows)
-    assert rows == []
-    assert report.extra["records_failed.not_a_warc"] == 1
+    with pytest.raises(SourceUnreadable, match=r"sources/junk\.warc\.gz holds no WARC or WAT record"):
+        crawl(tmp_path, junk)
+    assert not Lake(str(tmp_path / "lake")).exists("crawl/shard-0.parquet")
     bad_parquet = tmp_path / "junk.parquet"
     bad_parquet.write_bytes(b"PAR1 not really")
     report, rows = crawl(tmp_path, bad_parquet)
+    check_accounting(report, rows)
+    assert rows == []
     assert report.extra["records_failed.bad_url_list"] == 1
 
 

@@ -16,11 +16,12 @@ from ops.curation.balancing import draw_reference, p_keep_reference, threshold_f
 from ops.curation.config import BalanceConfig
 from ops.curation.stage import load_entry_counts
 from ops.dataset import DatasetConfig, decisions_path, publish_dataset, write_dataset
-from ops.dataset.tars import iter_tar
 from ops.dataset.writer import LATEST
+from ops.tarscan import CorruptTar, iter_samples
 from ops.vlm import VlmConfig, load_backend
 from tests.ops.dataset.lakes import ENTRIES, QUALITY, build_lake, pairs_for, shard_names
 from tests.ops.lakes import Settings, ingest, rewrite_tar, run
+from tests.ops.tar_damage import KINDS, damaged
 
 SHARDS = shard_names(2)
 CHAIN = ["crawl", "download", "dedup", "curation", "quality", "safety", "recaption"]
@@ -41,7 +42,7 @@ def _read_all(lake, result):
     out = {}
     for entry in result.manifest["shards"]:
         with lake.open(f"dataset/{result.version}/{entry['path']}") as f:
-            for key, files in iter_tar(f):
+            for key, files in iter_samples(f, entry["path"]):
                 out[key] = files
     return out
 
@@ -197,12 +198,12 @@ def test_rebuilt_lake_gives_identical_bytes(tmp_path):
 
 def test_missing_images_are_counted_and_missing_stages_named(tmp_path):
     lake = build_lake(tmp_path / "lake", through="download")
-    # the ledger keeps a pair whose image is no longer in the tar: dropped with a reason, not lost silently
+    # the ledger keeps a sample whose image is no longer in its tar entry: dropped with a reason, not lost silently
     ledger = lake.read_parquet(graph.stage("download").table("shard-001"))
     lost = ledger.filter(pc.field("kept"))["uid"][0].as_py()
     crawl = lake.read_parquet(graph.stage("crawl").table("shard-001"))
     name = next(f"s1-{i}" for i, u in enumerate(crawl["uid"].to_pylist()) if u == lost)
-    rewrite_tar(lake, "shard-001", {name: lost}, remove=[name])
+    rewrite_tar(lake, "shard-001", {name: lost}, remove_image=[name])
     r = write_dataset(lake, SHARDS, DatasetConfig(through="download"))
     assert r.report.dropped == {"missing_image": 1}
     assert r.report.rows_in == r.report.rows_kept + 1 == r.manifest["stages"]["download"]["rows_kept"]
@@ -225,3 +226,12 @@ def test_memory_does_not_grow_with_dataset_size(tmp_path):
     large, n_large = peak(10)
     assert n_large > 4 * n_small
     assert large < 1.5 * small + 200_000
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_damaged_download_tar_fails_the_dataset_and_publishes_nothing(tmp_path, kind):
+    lake = build_lake(tmp_path / "lake")
+    lake.write_bytes("download/shard-001.tar", damaged(lake.read_bytes("download/shard-001.tar"), kind, 4_321))
+    with pytest.raises(CorruptTar, match=r"download/shard-001\.tar"):
+        write_dataset(lake, SHARDS, DatasetConfig())
+    assert lake.list("dataset") == []

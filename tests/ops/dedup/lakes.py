@@ -33,9 +33,9 @@ def write_shard(lake: Lake, shard: str, samples: list[dict], failed: int = 0, mi
     """Crawl and download a shard of ``samples`` (keys ``000000000``... in their order); returns the uids the
     download kept, in order.
 
-    ``missing`` extra pairs are downloaded, then their images vanish from the tar; ``failed`` extra pairs fail to
-    download. A sample whose bytes are no image at all is downloaded as a stand-in and its bytes put in the tar
-    afterwards, so later stages meet what the test asked for.
+    ``missing`` extra pairs are downloaded, then their tar samples lose their image file (absent, not damaged);
+    ``failed`` extra pairs fail to download. A sample whose bytes are no image at all is downloaded as a
+    stand-in and its bytes put in the tar afterwards, so later stages meet what the test asked for.
     """
     pairs = [
         Pair(s["name"], s["text"], s["data"] if _opens(s["data"]) else jpeg(i), link=s["url"])
@@ -51,5 +51,5 @@ def write_shard(lake: Lake, shard: str, samples: list[dict], failed: int = 0, mi
     assert [uids[s["name"]] for s in samples] == [s["uid"] for s in samples], "the crawl's uids are the samples'"
     unreadable = {s["name"]: s["data"] for s in samples if not _opens(s["data"])}
     if unreadable or gone:
-        rewrite_tar(lake, shard, uids, replace=unreadable, remove=[p.name for p in gone])
+        rewrite_tar(lake, shard, uids, replace=unreadable, remove_image=[p.name for p in gone])
     return kept_uids(lake.read_parquet(graph.stage("download").table(shard), ["uid", "kept"]))

@@ -17,8 +17,10 @@ from ops.dedup import REASONS, SCHEMA, DedupConfig, build_index, cluster_size_hi
 from ops.dedup.crops import FINGERPRINT_VERSION, N_WINDOWS
 from ops.dedup.layout import details_path, hashes_path
 from ops.ledger import check_ledger
+from ops.tarscan import CorruptTar
 from tests.ops.dedup.lakes import sample, write_shard
 from tests.ops.lakes import jpeg
+from tests.ops.tar_damage import KINDS, damaged
 
 EXACT_GROUPS = [{"img1.png", "img4.png"}, {"img2.jpg", "img5.jpg"}, {"img3.jpg", "img6.jpg", "img7.jpg"}]
 SHARD_A = ["img1.png", "img2.jpg", "img3.jpg", "blip.jpg", "cat.jpg", "img8.jpg", "img9.jpg", "img10.jpg"]
@@ -420,3 +422,16 @@ def test_the_index_names_the_shards_whose_decisions_changed(tmp_path, shards, ph
 
     every = [*grown, "shard-big"]
     assert build_index(lake, every, DedupConfig(phash_radius=4)).extra["affected_shards"] == sorted(every)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("where", [3, 1_001, 77_777])
+def test_a_damaged_tar_fails_hashing_instead_of_dropping_the_rest(tmp_path: Path, shards, kind: str, where: int):
+    """Damage anywhere in the tar (a header, a cut, a sample gone) fails the step with the tar's name; no hash table
+    is published, and no sample after the damage passes for a missing image."""
+    lake = Lake(str(tmp_path / "lake"))
+    write_shard(lake, "s", shards["shard-a"])
+    lake.write_bytes("download/s.tar", damaged(lake.read_bytes("download/s.tar"), kind, where))
+    with pytest.raises(CorruptTar, match=r"download/s\.tar"):
+        hash_shard(lake, "s", DedupConfig())
+    assert not lake.exists(hashes_path("s"))

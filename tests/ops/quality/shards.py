@@ -1,9 +1,9 @@
 """A shard as the stages before quality leave it, built by their real ops (:mod:`tests.ops.lakes`).
 
 Each sample is described by a small record so a test reads as its own fixture. Images are smooth random patterns
-of the given size (the size is what the heuristics see); ``image`` damages the sample's file in the download tar
-after dedup has looked at it, the way only a broken disk or a hand edit could, to show that the later stages
-still decide every sample.
+of the given size (the size is what the heuristics see); ``image`` changes the sample's image in the download tar
+after dedup has looked at it, the way only a hand edit could, to show that the later stages still decide every
+sample.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ class Sample:
     text: str = "a red bicycle leaning on a blue wall"
     width: int = 640
     height: int = 480
-    image: str = "ok"  # ok | corrupt (not an image any more) | missing (gone from the tar)
+    image: str = "ok"  # ok | corrupt (not an image any more) | missing (its tar sample holds no image)
     downloaded: bool = True
 
 
 def write_shards(
     lake: Lake, shards: dict[str, list[Sample]], through: str = "curation", settings: Settings | None = None
 ) -> dict[str, str]:
-    """Ingest every shard, run the stages after download through ``through``, then damage the tars as asked;
-    name -> uid over all shards."""
+    """Ingest every shard, run the stages after download through ``through``, then change the tars' images as
+    asked; name -> uid over all shards."""
     uids: dict[str, str] = {}
     seed = 0
     for shard, samples in shards.items():
@@ -44,7 +44,7 @@ def write_shards(
         corrupt = [s.name for s in samples if s.image == "corrupt"]
         missing = [s.name for s in samples if s.image == "missing"]
         if corrupt or missing:
-            rewrite_tar(lake, shard, uids, replace=dict.fromkeys(corrupt, b"not an image"), remove=missing)
+            rewrite_tar(lake, shard, uids, replace=dict.fromkeys(corrupt, b"not an image"), remove_image=missing)
     return uids
 
 

@@ -8,6 +8,7 @@ from open_clip_train.params import parse_args
 from torchvision import transforms
 
 from ops.dataset import DatasetConfig, write_dataset
+from ops.tarscan import iter_samples
 from ops.training.config import dataset_shards
 from ops.training.entry import install_sampling
 from ops.training.sampling import SampleChooser, draw, keep_for_epoch, pick_sentence, use_synthetic
@@ -92,9 +93,7 @@ def test_entry_pipeline_reads_through_the_chooser(tmp_path, monkeypatch, caption
 
 
 def _all(lake, ds):
-    from ops.tarscan import iter_samples
-
+    """(uid, files) of every sample of the dataset: a dataset tar's sample key is the uid."""
     for s in ds.manifest["shards"]:
         with lake.open(f"dataset/{ds.version}/{s['path']}") as f:
-            for _, files in iter_samples(f, s["path"]):
-                yield files
+            yield from iter_samples(f, s["path"])
