@@ -11,7 +11,7 @@ whose threshold :func:`clip_threshold` computes over the scores of ALL shards, e
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from ops.layout import report_path, table_path
 from ops.quality import reasons as R
 from ops.quality.checkpoint import run_batches
 from ops.quality.samples import load_samples
+from ops.quality.topfraction import NoScores, top_fraction_threshold
 from ops.report import StageReport
 
 STAGE = "quality/clip"
@@ -177,24 +178,28 @@ class ClipThreshold:
 def clip_threshold(lake: Lake, shards: Sequence[str], top_fraction: float) -> ClipThreshold:
     """DataComp's top-fraction threshold over the finite scores of all ``shards``, written to the lake.
 
-    Sorting makes the value independent of shard order and of how samples are spread over shards; ties at the
-    threshold are all kept, as in DataComp.
+    The value is DataComp's (sort all scores descending, take the one at ``int(n × fraction)``), found by an exact
+    radix select over per-shard histograms (:mod:`ops.quality.topfraction`): two reads of each shard's scores and
+    one shard in memory at a time, however many shards. It depends on the scores alone, not on shard order or
+    how samples are spread over shards; ties at the threshold are all kept, as in DataComp.
     """
     if not 0.0 < top_fraction <= 1.0:
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
-    models = set()
-    parts = []
-    for shard in sorted(set(shards)):
-        models.add(lake.read_json(report_path(STAGE, shard)).get("extra", {}).get("model"))
-        scores = lake.read_parquet(table_path(STAGE, shard), columns=["clip_score", "kept"])
-        parts.append(scores.filter(pc.field("kept"))["clip_score"].to_numpy())
+    shards = sorted(set(shards))
+    models = {lake.read_json(report_path(STAGE, shard)).get("extra", {}).get("model") for shard in shards}
     if len(models) > 1:
         raise ValueError(f"CLIP scores from different models cannot share a threshold: {sorted(map(str, models))}")
-    values = np.sort(np.concatenate(parts) if parts else np.zeros(0, np.float32))[::-1]
-    if not len(values):
-        raise ValueError("no finite CLIP score in any shard: cannot compute a top-fraction threshold")
-    index = min(int(len(values) * top_fraction), len(values) - 1)
-    result = ClipThreshold(float(values[index]), top_fraction, len(values), len(set(shards)), str(models.pop()))
+
+    def kept_scores() -> Iterator[np.ndarray]:
+        for shard in shards:
+            scores = lake.read_parquet(table_path(STAGE, shard), columns=["clip_score", "kept"])
+            yield scores.filter(pc.field("kept"))["clip_score"].to_numpy().astype(np.float32, copy=False)
+
+    try:
+        value, n = top_fraction_threshold(kept_scores, top_fraction)
+    except NoScores as exc:
+        raise ValueError("no finite CLIP score in any shard: cannot compute a top-fraction threshold") from exc
+    result = ClipThreshold(value, top_fraction, n, len(shards), str(models.pop()))
     lake.write_json(THRESHOLD_PATH, asdict(result))
     return result
 
