@@ -16,14 +16,14 @@ from PIL import Image, ImageDraw, ImageEnhance
 from infra.lake import Lake
 from infra.synthetic.products import images
 from ops.dedup import DedupConfig, build_index, dedup_shard, hash_shard
-from ops.dedup.crops import CANDIDATES_PER_CLUSTER
+from ops.dedup.crops import CANDIDATES_PER_CLUSTER, coarse, coarse_similarity
 from ops.dedup.fingerprint import fingerprint, phash_from_pixels
 from tests.ops.dedup.lakes import sample, write_shard
 
 PRODUCTS = 240
 COPIED = 12
 SIDE = 128
-PHASES = ("load_s", "eval_s", "cluster_s", "candidates_s", "details_s", "check_s", "write_s")
+PHASES = ("load_s", "eval_s", "cluster_s", "candidates_s", "details_s", "order_s", "check_s", "write_s")
 COUNTS = (
     "candidates_full",
     "candidates_crop",
@@ -139,3 +139,17 @@ def test_identical_phash_of_distinct_products_is_checked(tmp_path):
     hash_shard(lake, "s", config)
     report = build_index(lake, ["s"], config)
     assert report.rows_kept == 2 and report.extra["checked_pairs"] > 0
+
+
+def test_coarse_score_prefers_the_copy_and_depends_on_the_pair_alone():
+    """The cheap score that orders an image's candidates: a crop of a product scores above the other products
+    from its true window, and a pair scores the same alone as in a batch."""
+    photos = list(images(8, 40, 160))
+    details = np.stack([fingerprint(_jpeg(p)).detail for p in photos])
+    crop = fingerprint(_jpeg(photos[0].crop((8, 0, 160, 152)))).detail  # 5% off the left and the bottom
+    thumbs = coarse(np.concatenate([details, crop[None]]))
+    cut = np.array([[0.05, 0.0, 0.0, 0.05]])
+    scores = coarse_similarity(thumbs, np.arange(40), np.full(40, 40), np.repeat(cut, 40, axis=0))
+    assert scores.argmax() == 0 and scores[0] > 0.9
+    alone = coarse_similarity(thumbs, np.array([7]), np.array([40]), cut)
+    assert alone[0] == scores[7]
