@@ -10,7 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+# the checkout's parent holds shared/ (or, for a git worktree nested deeper, an ancestor does)
+FIXTURES = next(
+    (p / "shared" / "fixtures" for p in REPO.parents if (p / "shared" / "fixtures").is_dir()),
+    REPO.parent / "shared" / "fixtures",
+)
 OUT = REPO / "bench" / "out"
 
 

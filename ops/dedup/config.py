@@ -28,6 +28,14 @@ class DedupConfig:
     ``eval_radius``: the full-image radius for eval-set decontamination, wider because a missed benchmark copy
     costs more than a dropped training image, and eval matches are never chained. Eval matches use the same
     checks and crop matching as the index.
+    ``candidates_per_image`` and ``checks_per_image`` bound the index's work per image, so that it grows in
+    proportion to the images even where look-alikes crowd the hash space (product photos on a plain background:
+    among 6,800 of them an image has about 150 crop candidates, and the number grows with the set). Each
+    distinct pHash keeps the ``candidates_per_image`` closest other clusters as full-image candidates and as
+    many as crop candidates; its image then takes part in at most ``checks_per_image`` checks, closest first,
+    skipping candidates an earlier link already joined. Measured by ``bench/dedup.py``: 8 checks find as many
+    duplicates as 32 on the perturbation set and all but 0.3% of the pairs on generated product photos; what
+    the bounds left unchecked is counted in the index report.
     ``min_contrast``: images whose 32x32 grey thumbnail varies less than this (standard deviation in grey levels)
     are never linked by pHash, which is a constant pattern for every flat image; exact copies still are.
     ``eval_sets``: folders of evaluation images, lake-relative (``eval/<name>``) or any fsspec URI / local path.
@@ -42,6 +50,8 @@ class DedupConfig:
     min_similarity: float | None = 0.97
     eval_radius: int = 6
     min_contrast: float = 1.0
+    candidates_per_image: int = 16
+    checks_per_image: int = 8
     eval_sets: tuple[str, ...] = ()
     embed_model: str | None = None
     embed_pretrained: str | None = None
@@ -52,6 +62,8 @@ class DedupConfig:
     def __post_init__(self) -> None:
         if self.crop_radius is not None and self.min_similarity is None:
             raise ValueError("crop matching needs min_similarity: unchecked crop candidates merge look-alikes")
+        if self.candidates_per_image < 1 or self.checks_per_image < 1:
+            raise ValueError("candidates_per_image and checks_per_image must be at least 1")
 
     @property
     def verified(self) -> bool:

@@ -52,10 +52,14 @@ N_WINDOWS = len(WINDOWS)
 # Recorded in every hash table: tables of another version lack (or disagree on) the window hashes and details.
 _GEOMETRY = hashlib.sha256(repr(WINDOWS).encode()).hexdigest()[:8]
 FINGERPRINT_VERSION = f"2:windows={_GEOMETRY}:detail={DETAIL_SIDE}-bilinear"
-CHECKS_PER_PAIR = 2  # candidates checked between two clusters of the index, closest first
+CANDIDATES_PER_CLUSTER = 2  # an image's candidates in one other cluster of the index: its closest entries
 EVAL_CHECKS = 4  # candidates checked per sample against the eval sets, closest first
 MAX_CUT = 0.35  # alignment never moves an edge further in than this share of the side
 _LEVELS = ((16, 6), (32, 4), (DETAIL_SIDE, 4))  # (side, Gauss-Newton iterations), coarse to fine
+# A pair scoring below this once aligned at 32 px is not refined at full resolution (60% of the check's time):
+# measured on product photos, 0.06% of the pairs that end at 0.97 or more score under 0.6 there, 84% of the
+# look-alikes do.
+EARLY_REJECT = 0.6
 _CHUNK = 512
 
 
@@ -210,16 +214,51 @@ def detail_level(details: np.ndarray) -> np.ndarray:
     return _band(np.asarray(details, dtype=np.float32)).std(axis=(1, 2))
 
 
+def _score(big: np.ndarray, small: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Band-pass correlation of ``small`` with ``big`` sampled over ``box``."""
+    xs, ys, _ = _grid(box, DETAIL_SIDE)
+    return (_unit(_band(_sample(big, xs, ys)[0])) * _unit(_band(small))).sum(axis=(1, 2))
+
+
 def _similarity_chunk(big: np.ndarray, small: np.ndarray, window: np.ndarray) -> np.ndarray:
     big = big.astype(np.float32)
     small = small.astype(np.float32)
     left, top, right, bottom = window.T
     box = np.stack([left, top, 1 - right, 1 - bottom], axis=1).astype(np.float64)
-    for side, iterations in _LEVELS:
+    for side, iterations in _LEVELS[:-1]:
         box = _refine(_pool(big, side), _pool(small, side), box, iterations)
-    xs, ys, _ = _grid(box, DETAIL_SIDE)
-    aligned = _sample(big, xs, ys)[0]
-    return (_unit(_band(aligned)) * _unit(_band(small))).sum(axis=(1, 2))
+    score = _score(big, small, box)
+    going = np.flatnonzero(score >= EARLY_REJECT)
+    if len(going):
+        box = _refine(big[going], small[going], box[going], _LEVELS[-1][1])
+        score[going] = _score(big[going], small[going], box)
+    return score
+
+
+COARSE_SIDE = 16  # thumbnails of the coarse score that orders candidates before any check
+
+
+def coarse(details: np.ndarray) -> np.ndarray:
+    """The (n, 16, 16) float32 thumbnails :func:`coarse_similarity` compares, pooled once per image."""
+    return _pool(np.asarray(details, dtype=np.float32), COARSE_SIDE)
+
+
+def coarse_similarity(thumbs: np.ndarray, big: np.ndarray, small: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """A cheap guess of :func:`similarity` for the pairs ``(thumbs[big], thumbs[small])`` of :func:`coarse`
+    thumbnails: the big one sampled over the candidate ``window`` box, unaligned, correlated with the small one.
+    Too coarse to decide (look-alikes score high too), but among candidates at the same pHash distance it finds
+    the true copy far more often than the samples' order would: on 20,000 generated product photos, a copy's
+    original was an owner's first candidate for 63% of the copies with distance then this score, 41% with
+    distance alone (its first 8: 83% against 69%). Each pair's score depends on that pair alone."""
+    window = np.asarray(window, dtype=np.float64).reshape(-1, 4)
+    out = np.zeros(len(window), dtype=np.float32)
+    step = 16 * _CHUNK
+    for s in range(0, len(window), step):
+        left, top, right, bottom = window[s : s + step].T
+        xs, ys, _ = _grid(np.stack([left, top, 1 - right, 1 - bottom], axis=1), COARSE_SIDE)
+        sampled = _sample(thumbs[big[s : s + step]], xs, ys)[0]
+        out[s : s + step] = (_unit(sampled) * _unit(thumbs[small[s : s + step]])).sum(axis=(1, 2))
+    return out
 
 
 def similarity(big: np.ndarray, small: np.ndarray, window: np.ndarray) -> np.ndarray:

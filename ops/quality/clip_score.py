@@ -13,7 +13,7 @@ a tolerance, and the shards whose decisions a move (or a change of their own sco
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from infra.lake import Lake
 from ops import graph
 from ops.quality import reasons as R
 from ops.quality.checkpoint import run_batches
+from ops.quality.topfraction import top_fraction_threshold
 from ops.report import StageReport
 from ops.stage import Decisions, run_shard_stage, table_digest
 
@@ -191,6 +192,9 @@ class ClipThreshold:
     when there is nothing to threshold (no top fraction configured, or no shard has scores yet): ``note`` says
     which. ``shards`` holds a digest of each shard's scores, so the next publication can tell which changed;
     ``affected_shards`` are those whose quality decisions this publication may change.
+
+    ``exact`` is found by an exact radix select over per-shard histograms (:mod:`ops.quality.topfraction`), with
+    one shard's scores in memory at a time however many shards there are.
     """
 
     threshold: float | None
@@ -217,57 +221,66 @@ def clip_threshold(
     if top_fraction is not None and not 0.0 < top_fraction <= 1.0:
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
     stage = graph.stage("clip_scores")
+    shards = sorted(set(shards))
     by_model: dict[str | None, list[str]] = {}
-    parts, digests = {}, {}
-    for shard in sorted(set(shards)):
+    digests = {}
+    for shard in shards:
         by_model.setdefault(scores_model(lake, shard), []).append(shard)
-        table = lake.read_parquet(stage.table(shard), columns=["uid", "clip_score", "kept"])
-        digests[shard] = table_digest(table)
-        parts[shard] = table.filter(pc.field("kept"))["clip_score"].to_numpy()
+        digests[shard] = table_digest(lake.read_parquet(stage.table(shard), columns=["uid", "clip_score", "kept"]))
     scored = {m: group for m, group in by_model.items() if m is not None}
     if len(scored) > 1 or (scored and None in by_model):
         majority = max(scored, key=lambda m: len(scored[m]))
         stale = sorted(s for m, group in by_model.items() if m != majority for s in group)
         raise ValueError(f"CLIP scores from different models cannot share a threshold: re-run clip_scores for {stale}")
+
+    def kept_scores() -> Iterator[tuple[str, np.ndarray]]:
+        for shard in shards:
+            table = lake.read_parquet(stage.table(shard), columns=["clip_score", "kept"])
+            values = table.filter(pc.field("kept"))["clip_score"].to_numpy().astype(np.float32, copy=False)
+            yield shard, values[~np.isnan(values)]
+
     previous = ClipThreshold(**lake.read_json(THRESHOLD_PATH)) if lake.exists(THRESHOLD_PATH) else None
-    changed = {s for s in parts if previous is None or previous.shards.get(s) != digests[s]}
-    values = np.sort(np.concatenate(list(parts.values())) if parts else np.zeros(0, np.float32))[::-1]
+    changed = {s for s in shards if previous is None or previous.shards.get(s) != digests[s]}
     model = next(iter(scored), None)
-    if top_fraction is None or not len(values):
+    n = sum(len(v) for _, v in kept_scores()) if top_fraction is not None else 0
+    if top_fraction is None or not n:
         note = "no top-fraction CLIP filter configured" if top_fraction is None else "no CLIP scores yet"
-        result = ClipThreshold(
-            None, None, top_fraction, tolerance, len(values), None, digests, model, sorted(changed), note
-        )
+        result = ClipThreshold(None, None, top_fraction, tolerance, n, None, digests, model, sorted(changed), note)
         lake.write_json(THRESHOLD_PATH, asdict(result))
         return result
-    exact = float(values[min(int(len(values) * top_fraction), len(values) - 1)])
+    exact, n = top_fraction_threshold(lambda: (v for _, v in kept_scores()), top_fraction)
     comparable = (
         previous is not None
         and previous.threshold is not None
         and (previous.model, previous.top_fraction) == (model, top_fraction)
     )
     threshold = exact
-    if comparable and abs(float(np.mean(values >= previous.threshold)) - top_fraction) <= tolerance:
+    if comparable and abs(_share_at_least(kept_scores(), previous.threshold, n) - top_fraction) <= tolerance:
         threshold = previous.threshold
     if not comparable:
-        affected = sorted(parts)
+        affected = shards
     else:
         low, high = sorted((previous.threshold, threshold))
-        moved = {s for s, v in parts.items() if low != high and np.any((v >= low) & (v < high))}
+        moved = {s for s, v in kept_scores() if low != high and np.any((v >= low) & (v < high))}
         affected = sorted(moved | changed)
     result = ClipThreshold(
         threshold=threshold,
         exact=exact,
         top_fraction=top_fraction,
         tolerance=tolerance,
-        scores=len(values),
-        kept_share=round(float(np.mean(values >= threshold)), 6),
+        scores=n,
+        kept_share=round(_share_at_least(kept_scores(), threshold, n), 6),
         shards=digests,
         model=model,
         affected_shards=affected,
     )
     lake.write_json(THRESHOLD_PATH, asdict(result))
     return result
+
+
+def _share_at_least(parts: Iterator[tuple[str, np.ndarray]], threshold: float, n: int) -> float:
+    """The share of the ``n`` scores in ``parts`` at or above ``threshold``, one shard in memory at a time."""
+    return sum(int(np.count_nonzero(v >= threshold)) for _, v in parts) / n
 
 
 def read_clip_threshold(lake: Lake, model: str, top_fraction: float) -> float:

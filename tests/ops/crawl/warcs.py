@@ -15,8 +15,9 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-REPO = Path(__file__).resolve().parents[3]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+from tests.conftest import FIXTURES as FIXTURES  # the crawl tests take it from here
+from tests.conftest import REPO as REPO
+
 WARC_FIXTURES = ("resiliparse-commoncrawl.warc.gz", "sample-0000.warc.gz", "sample-0001.warc.gz", "whirlwind.warc.gz")
 TEXT_ATTRIBUTES = ("alt", "title", "data-image-title")
 # The WHATWG Encoding Standard, which browsers follow, decodes these labels with a superset codec.
