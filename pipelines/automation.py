@@ -9,8 +9,8 @@ whenever the sensor was turned on and however the runs fell into ticks:
   reads names the shard among the shards its new output changes (``affected_shards`` in its metadata). The
   stages of one level that become due together for a shard are requested in the same tick and run as one run.
 - A global step is due when something it reads changed since it last ran; it waits until nothing upstream of it is
-  in flight (running, queued or requested on this tick), so it runs once for a batch, after the shards of the
-  batch and any global step whose new output re-runs some of them. A failed shard is not in flight: it does not
+  in flight (running, queued or requested on this tick) or itself due, so it runs once for a batch, after the
+  shards of the batch and any global step whose new output re-runs some of them. A failed shard is not in flight: it does not
   hold back the others. ``once`` steps run when they have never run; ``new_version`` steps
   (``model``) when their input has a new data version.
 - Nothing is retried after a failure until an input changes again, so a broken shard cannot make the daemon loop.
@@ -25,6 +25,7 @@ import os
 from collections.abc import Iterable
 
 from dagster import (
+    AssetCheckKey,
     AssetKey,
     AssetRecordsFilter,
     AssetSelection,
@@ -37,7 +38,9 @@ from dagster import (
 from dagster._core.definitions.declarative_automation.automation_condition import AutomationResult
 from dagster._core.definitions.declarative_automation.automation_context import AutomationContext
 
+from assets.checks import ROWS_CONSERVED
 from ops import graph
+from pipelines.partitions import shards as SHARDS_PARTITIONS
 
 AFFECTED = "affected_shards"
 PUBLICATIONS_PAGE = 200
@@ -136,6 +139,49 @@ def _publications(instance: DagsterInstance, name: str, after: int) -> Iterable[
 
 
 def _global_due(instance: DagsterInstance, stage: graph.Stage) -> bool:
+    return _inputs_changed(instance, stage) and not _upstream_due(instance, stage)
+
+
+def _upstream_due(instance: DagsterInstance, stage: graph.Stage) -> bool:
+    """Whether a data stage upstream of this global step is itself due now, read from the event log.
+
+    Dagster's in-flight view (in progress, or requested on this tick) has a gap: a tick evaluates the assets one
+    after another, so a stage evaluated while its input was still running is not requested, and a global step
+    evaluated a moment later, when that input has just finished, sees nothing in flight. Asking the same question
+    as :class:`InputsChanged` of every upstream stage closes it. Shards whose inputs are missing or failed their
+    blocking check cannot run, so they do not hold the batch back; models (``new_version``) are left out, as
+    ``evaluation`` follows them rather than the data.
+    """
+    shards = set(instance.get_dynamic_partitions(SHARDS_PARTITIONS.name))
+    for name in graph.ancestors(stage.name):
+        up = graph.stage(name)
+        if up.trigger == "new_version":
+            continue
+        if not up.per_shard:
+            if _inputs_changed(instance, up):
+                return True
+            continue
+        runnable = set(shards)
+        for dep in (d for d in up.deps if graph.stage(d).per_shard):
+            latest = _latest_by_shard(instance, dep, _MAT)
+            runnable &= set(latest)
+            runs = {r.partition_key: r.run_id for r in _records(instance, dep, [latest[p] for p in runnable])}
+            passed = _passed_runs(instance, AssetCheckKey(AssetKey(dep), ROWS_CONSERVED), set(runs.values()))
+            runnable = {p for p in runnable if runs.get(p) in passed}
+        if runnable and _due_shards(instance, up, runnable):
+            return True
+    return False
+
+
+def _records(instance: DagsterInstance, name: str, storage_ids: list[int]) -> list:
+    if not storage_ids:
+        return []
+    return instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(name), storage_ids=storage_ids), limit=len(storage_ids)
+    ).records
+
+
+def _inputs_changed(instance: DagsterInstance, stage: graph.Stage) -> bool:
     storage = instance.event_log_storage
     tried = storage.get_latest_planned_materialization_info(AssetKey(stage.name))
     made = storage.get_latest_materialization_storage_ids([AssetKey(stage.name)]).get(AssetKey(stage.name))
@@ -231,9 +277,7 @@ class LatestChecked(AutomationCondition):
             wanted = {
                 p: latest[p] for p in context.candidate_subset.expensively_compute_partition_keys() if p in latest
             }
-            records = instance.fetch_materializations(
-                AssetRecordsFilter(asset_key=key, storage_ids=list(wanted.values())), limit=max(len(wanted), 1)
-            ).records
+            records = _records(instance, key.to_user_string(), list(wanted.values()))
             runs = {r.partition_key: r.run_id for r in records}
         passed_runs = set.intersection(*(_passed_runs(instance, check, set(runs.values())) for check in checks))
         good = {p for p, run in runs.items() if run in passed_runs}

@@ -64,6 +64,7 @@ from ops.report import StageReport
 from ops.stage import publish_if_changed
 
 _CHECK_SLICE = 8192
+_DECIDING = ["uid", "kept", "reason", "duplicate_of", "duplicate_of_shard"]
 
 DECISIONS = pa.schema(
     [
@@ -391,6 +392,21 @@ def _semantic_pairs(embeddings: np.ndarray, threshold: float) -> tuple[np.ndarra
     return rows[keep], found[keep].astype(np.int64)
 
 
+def _publish_decisions(lake: Lake, shard: str, table: pa.Table) -> bool:
+    """Publish a shard's decisions; True when what its ``dedup`` stage keeps or drops changed.
+
+    A new shard whose images join an old shard's cluster leaves the old survivor kept and only grows its
+    ``cluster_size``: the file records the new size, but the old shard's stages need not re-run for it (its
+    ``dedup`` table keeps the size as of its last run).
+    """
+    rel = decisions_path(shard)
+    old = lake.read_parquet(rel) if lake.exists(rel) else None
+    publish_if_changed(lake, rel, table)
+    if old is None or not set(_DECIDING) <= set(old.column_names):
+        return True
+    return not old.select(_DECIDING).equals(table.select(_DECIDING))
+
+
 def build_index(lake: Lake, shards: list[str], config: DedupConfig) -> StageReport:
     """Decide every decodable sample of ``shards`` and write ``dedup/index/``; the summary is written last."""
     shards = sorted(set(shards))
@@ -505,7 +521,7 @@ def build_index(lake: Lake, shards: list[str], config: DedupConfig) -> StageRepo
         for s, shard in enumerate(shards):
             mine = by_shard[bounds[s] : bounds[s + 1]]
             table = pa.table({f.name: pa.array(merged[f.name][mine].tolist(), f.type) for f in DECISIONS}, DECISIONS)
-            if publish_if_changed(lake, decisions_path(shard), table) or reconfigured:
+            if _publish_decisions(lake, shard, table) or reconfigured:
                 affected.append(shard)
         timings["write_s"] = time.perf_counter() - start
         report.count(merged["kept"].tolist(), merged["reason"].tolist())

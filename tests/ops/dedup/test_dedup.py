@@ -15,7 +15,7 @@ from PIL import Image, ImageEnhance
 from infra.lake import Lake
 from ops.dedup import REASONS, SCHEMA, DedupConfig, build_index, cluster_size_histogram, dedup_shard, hash_shard
 from ops.dedup.crops import FINGERPRINT_VERSION, N_WINDOWS
-from ops.dedup.layout import details_path, hashes_path
+from ops.dedup.layout import decisions_path, details_path, hashes_path
 from ops.ledger import check_ledger
 from ops.tarscan import CorruptTar
 from tests.ops.dedup.lakes import sample, write_shard
@@ -407,12 +407,22 @@ def test_the_index_names_the_shards_whose_decisions_changed(tmp_path, shards, ph
     grown = ["shard-a", "shard-b", "shard-new"]
     assert build_index(lake, grown, DedupConfig()).extra["affected_shards"] == ["shard-new"]
 
+    # a smaller copy joins cat's cluster: the old survivor stays, only its cluster grows, so no old shard is named
     cat = photos.image("cat.jpg")
+    write_shard(lake, "shard-small", [sample("cat@half", _encode(cat.resize((cat.width // 2, cat.height // 2))))])
+    hash_shard(lake, "shard-small", DedupConfig())
+    grown.append("shard-small")
+    report = build_index(lake, grown, DedupConfig())
+    assert report.extra["affected_shards"] == ["shard-small"]
+    [small] = lake.read_parquet(decisions_path("shard-small")).to_pylist()
+    assert small["reason"] == "near_duplicate" and small["duplicate_of_shard"] in ("shard-a", "shard-b")
+    assert small["cluster_size"] >= 3  # the file records the grown cluster all the same
+
     write_shard(lake, "shard-big", [sample("cat@x2", _encode(cat.resize((cat.width * 2, cat.height * 2))))])
     hash_shard(lake, "shard-big", DedupConfig())
     report = build_index(lake, [*grown, "shard-big"], DedupConfig())
-    # the larger copy survives: cat in shard-a is now its duplicate, and so are cat's copies in shard-b
-    assert report.extra["affected_shards"] == ["shard-a", "shard-b", "shard-big"]
+    # the larger copy survives: cat in shard-a is now its duplicate, and so are cat's copies in shard-b and shard-small
+    assert report.extra["affected_shards"] == ["shard-a", "shard-b", "shard-big", "shard-small"]
     dedup_shard(lake, "shard-a", DedupConfig())
     rows = _by_name(
         {("shard-a", r["key"]): r for r in lake.read_parquet("dedup/shard-a.parquet").to_pylist()},
