@@ -12,12 +12,14 @@ which keeps per-pair work to a URL resolution and a hash.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
 from infra.lake import Lake
+from infra.remote import RemoteConfig, RemoteFile, is_remote
 from ops import graph
 from ops.crawl import reasons as R
 from ops.crawl.books import read_problems
@@ -60,6 +62,7 @@ class CrawlConfig:
     max_images_per_page: int = 1000  # candidates past these are page_image_cap rows ...
     max_rows_per_page: int = 2000  # ... up to these; image tags past them are counted (images_unlisted), not rows
     detect_language: bool = True
+    remote: RemoteConfig = field(default_factory=RemoteConfig)  # how sources by reference (URLs) are read
 
 
 class _PairTable:
@@ -241,10 +244,10 @@ def _take_record(record: SourceRecord, pairs: _PairTable, counts: _RecordCounts)
     pairs.add_page(page_url, page.base_href, page.images, page.opt_out)
 
 
-def _crawl_url_list(lake: Lake, source_rel: str, pairs: _PairTable, counts: _RecordCounts) -> None:
+def _crawl_url_list(open_source: Callable[[], BinaryIO], pairs: _PairTable, counts: _RecordCounts) -> None:
     """Each row of a URL list is a record and a candidate; URLs must be absolute (there is no page)."""
     read = unread = 0
-    with lake.open(source_rel) as f:
+    with open_source() as f:
         declared = url_list_rows(f)
         f.seek(0)
         for batch in iter_url_list(f):
@@ -267,28 +270,40 @@ class SourceUnreadable(ValueError):
     passing on as an empty shard."""
 
 
-def crawl_shard(lake: Lake, source_rel: str, shard: str, config: CrawlConfig) -> StageReport:
-    """Crawl one source file (WARC, WAT or URL-list parquet) into ``crawl/<shard>.parquet`` and its report.
+def _opener(lake: Lake, source: str, config: CrawlConfig) -> tuple[Callable[[], BinaryIO], str]:
+    """How to open a source, and how to name it: a lake path through the lake, a URL where it lies (streamed in
+    ranges, never copied into the lake; a URL that is gone raises :class:`infra.remote.RemoteSourceError`)."""
+    if is_remote(source):
+        return lambda: RemoteFile(source, config.remote), source
+    if not lake.exists(source):
+        raise FileNotFoundError(lake.uri(source))
+    return lambda: lake.open(source), lake.uri(source)
 
-    Damaged records are counted in the report, never raised; a missing source file, or one in which not a single
-    record can be read, raises: the first is a wrong path, the second not a web archive at all.
+
+def crawl_shard(lake: Lake, source: str, shard: str, config: CrawlConfig) -> StageReport:
+    """Crawl one source (WARC, WAT or URL-list parquet; a lake path or an ``s3://`` / ``https://`` URL) into
+    ``crawl/<shard>.parquet`` and its report.
+
+    Damaged records are counted in the report, never raised; a missing source, or one in which not a single
+    record can be read, raises: the first is a wrong path (or a manifest line that 404s), the second not a web
+    archive at all. A remote transfer that breaks is resumed (:mod:`infra.remote`) and fails the shard only once
+    its retries are spent.
     """
 
     def decide(_: None) -> Decisions:
         pairs = _PairTable(config)
         counts = _RecordCounts()
-        fmt = source_format(source_rel)
+        fmt = source_format(source.split("?", 1)[0])
+        open_source, name = _opener(lake, source, config)
         if fmt == "url_list":
-            _crawl_url_list(lake, source_rel, pairs, counts)
+            _crawl_url_list(open_source, pairs, counts)
         else:
-            if not lake.exists(source_rel):
-                raise FileNotFoundError(lake.uri(source_rel))
             totals = ReadTotals()
-            for record in iter_warc(lambda: lake.open(source_rel), totals):
+            for record in iter_warc(open_source, totals):
                 _take_record(record, pairs, counts)
             counts.read = totals.to_extra()
             if counts.records_in == counts.failed[R.NOT_A_WARC] > 0:
-                raise SourceUnreadable(f"{lake.uri(source_rel)} holds no WARC or WAT record at all")
+                raise SourceUnreadable(f"{name} holds no WARC or WAT record at all")
         return Decisions(pairs.to_table(), extra={"source_format": fmt, **counts.to_extra(len(pairs))})
 
     return run_shard_stage(lake, graph.stage("crawl"), shard, decide)
