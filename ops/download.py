@@ -168,13 +168,17 @@ def download_shard(lake: Lake, shard: str, config: DownloadConfig) -> StageRepor
             out = _run_img2dataset(todo, work, config) if todo.num_rows else _empty_outputs(work)
             ledger = _ledger(todo, pq.read_table(out["parquet"]))
             target = paths(shard)
-            extra = {"tar_samples": len(sample_keys(out["tar"])), "bytes": out["tar"].stat().st_size}
+            extra = {
+                "tar_samples": len(sample_keys(out["tar"])),
+                "bytes": out["tar"].stat().st_size,
+                **_hash_counts(todo),
+            }
             lake.put_file(out["tar"], target["tar"])
             lake.put_file(out["stats"], target["stats"])
         extra["config"] = json.dumps(asdict(config), default=str)
         return Decisions(ledger, extra=extra)
 
-    return run_shard_stage(lake, graph.stage("download"), shard, decide, columns=["url", "text"])
+    return run_shard_stage(lake, graph.stage("download"), shard, decide, columns=["url", "text", "expected_sha256"])
 
 
 def override_origins(urls: list[str], overrides: tuple[str, ...]) -> list[str]:
@@ -202,6 +206,20 @@ def tar_problems(_lake: Lake, _shard: str, report: StageReport) -> list[str]:
     return []
 
 
+def _verified(todo: pa.Table) -> bool:
+    """Whether img2dataset checks the images' SHA-256: when every row to fetch claims one. It compares every row's
+    image with its claim, and a row without one would fail as a mismatch; so a shard that mixes rows with and
+    without a claim is fetched unverified, and its report says how many claims went unchecked."""
+    hashes = todo["expected_sha256"]
+    return todo.num_rows > 0 and hashes.null_count == 0
+
+
+def _hash_counts(todo: pa.Table) -> dict[str, int]:
+    claimed = todo.num_rows - todo["expected_sha256"].null_count
+    verified = claimed if _verified(todo) else 0
+    return {"sha256_verified": verified, "sha256_unverified": claimed - verified}
+
+
 def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict[str, Path]:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("WANDB_MODE", "disabled")
@@ -214,8 +232,14 @@ def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict
     limits = Limits(config.request_deadline, config.max_body_bytes, tuple(config.disallowed_header_directives))
 
     src = work / "input.parquet"
-    fetch = todo.set_column(1, "url", pa.array(override_origins(todo["url"].to_pylist(), config.origin_overrides)))
-    pq.write_table(fetch.rename_columns(["uid", "url", "caption"]), src)
+    verify = _verified(todo)
+    fetch = {
+        "uid": todo["uid"],
+        "url": pa.array(override_origins(todo["url"].to_pylist(), config.origin_overrides), pa.string()),
+        "caption": todo["text"],
+        **({"sha256": todo["expected_sha256"]} if verify else {}),
+    }
+    pq.write_table(pa.table(fetch), src)
     out_dir = work / "out"
     with guarded_img2dataset(config.allow_networks, config.max_image_pixels, limits):
         download(
@@ -243,6 +267,7 @@ def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict
             user_agent_token=config.user_agent_token,
             disallowed_header_directives=None,  # the guard applies the crawl's opt-out rule instead
             compute_hash="sha256",
+            verify_hash=["sha256", "sha256"] if verify else None,
             enable_wandb=False,
             incremental_mode="incremental",
         )

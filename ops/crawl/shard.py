@@ -27,7 +27,7 @@ from ops.crawl.charset import CharsetError, NoMarkupError, decode_page
 from ops.crawl.framing import ReadTotals
 from ops.crawl.html import Candidate, extract_html, normalize_text
 from ops.crawl.lang import identify
-from ops.crawl.records import SourceRecord, iter_url_list, iter_warc, source_format, url_list_rows
+from ops.crawl.records import SourceRecord, UrlListConfig, iter_url_list, iter_warc, source_format, url_list_rows
 from ops.crawl.urls import UrlPolicy, clean_src
 from ops.crawl.wat import WatError, parse_wat
 from ops.optout import opts_out
@@ -47,6 +47,9 @@ SCHEMA = pa.schema(
         ("kept", pa.bool_()),
         ("reason", pa.string()),
         ("position", pa.int64()),
+        ("source_uid", pa.string()),  # a URL list's own uid (DataComp's), kept beside ours
+        ("expected_sha256", pa.string()),  # the image's SHA-256 a URL list claims, checked at download
+        ("source_fields", pa.string()),  # a URL list's carried columns (size, license, NSFW) as a JSON object
     ]
 )
 
@@ -63,6 +66,7 @@ class CrawlConfig:
     max_rows_per_page: int = 2000  # ... up to these; image tags past them are counted (images_unlisted), not rows
     detect_language: bool = True
     remote: RemoteConfig = field(default_factory=RemoteConfig)  # how sources by reference (URLs) are read
+    url_list: UrlListConfig = field(default_factory=UrlListConfig)  # which URL-list columns mean what
 
 
 class _PairTable:
@@ -78,6 +82,9 @@ class _PairTable:
         self.source: list[str] = []
         self.page_url: list[str] = []
         self.reason: list[str] = []
+        self.source_uid: list[str | None] = []
+        self.expected_sha256: list[str | None] = []
+        self.source_fields: list[str | None] = []
 
     def __len__(self) -> int:
         return len(self.uid)
@@ -99,8 +106,10 @@ class _PairTable:
         opt_out: bool = False,
         capped: bool = False,
         invalid: bool = False,
+        listed: tuple[str | None, str | None, str | None] = (None, None, None),
     ) -> None:
-        """Decide one candidate; the checks run in the precedence order of :data:`reasons.PAIR_REASONS`."""
+        """Decide one candidate; the checks run in the precedence order of :data:`reasons.PAIR_REASONS`.
+        ``listed`` is what a URL list says of the row: its uid, the image's SHA-256 and the carried fields."""
         url, url_reason = self._policy.resolve(src, base) if src else ("", R.NO_SRC)
         uid = pair_uid(url, text)
         if invalid:
@@ -133,6 +142,9 @@ class _PairTable:
         self.source.append(source)
         self.page_url.append(page_url)
         self.reason.append(reason)
+        self.source_uid.append(listed[0])
+        self.expected_sha256.append(listed[1])
+        self.source_fields.append(listed[2])
 
     def to_table(self) -> pa.Table:
         kept = [not r for r in self.reason]
@@ -155,6 +167,9 @@ class _PairTable:
             kept,
             self.reason,
             range(n),
+            self.source_uid,
+            self.expected_sha256,
+            self.source_fields,
         ]
         return pa.Table.from_arrays(
             [pa.array(col, type=f.type) for col, f in zip(columns, SCHEMA, strict=True)], schema=SCHEMA
@@ -244,13 +259,15 @@ def _take_record(record: SourceRecord, pairs: _PairTable, counts: _RecordCounts)
     pairs.add_page(page_url, page.base_href, page.images, page.opt_out)
 
 
-def _crawl_url_list(open_source: Callable[[], BinaryIO], pairs: _PairTable, counts: _RecordCounts) -> None:
+def _crawl_url_list(
+    open_source: Callable[[], BinaryIO], columns: UrlListConfig, pairs: _PairTable, counts: _RecordCounts
+) -> None:
     """Each row of a URL list is a record and a candidate; URLs must be absolute (there is no page)."""
-    read = unread = 0
+    read = unread = bad_sha256 = 0
     with open_source() as f:
         declared = url_list_rows(f)
         f.seek(0)
-        for batch in iter_url_list(f):
+        for batch in iter_url_list(f, columns):
             if batch.failure:
                 counts.records_in += 1
                 counts.failed[batch.failure] += 1
@@ -259,10 +276,17 @@ def _crawl_url_list(open_source: Callable[[], BinaryIO], pairs: _PairTable, coun
             counts.records_in += len(batch.urls)
             counts.used += len(batch.urls)
             read += len(batch.urls)
-            for url, text, bad in zip(batch.urls, batch.texts, batch.bad, strict=True):
+            bad_sha256 += batch.bad_sha256
+            listed = zip(batch.uids, batch.sha256, batch.fields, strict=True)
+            for url, text, bad, row in zip(batch.urls, batch.texts, batch.bad, listed, strict=True):
                 caption = normalize_text(text) if text else ""
-                pairs.add(clean_src(url), caption, "caption" if caption else "", "", "", invalid=bad)
-    counts.read = {"url_list.rows": declared, "url_list.rows_read": read, "url_list.rows_unread": unread}
+                pairs.add(clean_src(url), caption, "caption" if caption else "", "", "", invalid=bad, listed=row)
+    counts.read = {
+        "url_list.rows": declared,
+        "url_list.rows_read": read,
+        "url_list.rows_unread": unread,
+        "url_list.bad_sha256": bad_sha256,  # claimed hashes that are no SHA-256: those rows go unverified
+    }
 
 
 class SourceUnreadable(ValueError):
@@ -296,7 +320,7 @@ def crawl_shard(lake: Lake, source: str, shard: str, config: CrawlConfig) -> Sta
         fmt = source_format(source.split("?", 1)[0])
         open_source, name = _opener(lake, source, config)
         if fmt == "url_list":
-            _crawl_url_list(open_source, pairs, counts)
+            _crawl_url_list(open_source, config.url_list, pairs, counts)
         else:
             totals = ReadTotals()
             for record in iter_warc(open_source, totals):
