@@ -166,13 +166,12 @@ def download_shard(lake: Lake, shard: str, config: DownloadConfig) -> StageRepor
         with tempfile.TemporaryDirectory(prefix=f"clipfoundry-download-{shard}-") as staging:
             work = Path(staging)
             out = _run_img2dataset(todo, work, config) if todo.num_rows else _empty_outputs(work)
-            ledger = _ledger(todo, pq.read_table(out["parquet"]))
+            produced = _ledger(todo, pq.read_table(out["parquet"]))
+            ledger, mismatched, hashes = check_hashes(produced, todo["expected_sha256"])
+            if mismatched:
+                _drop_from_tar(out["tar"], mismatched)
             target = paths(shard)
-            extra = {
-                "tar_samples": len(sample_keys(out["tar"])),
-                "bytes": out["tar"].stat().st_size,
-                **_hash_counts(todo),
-            }
+            extra = {"tar_samples": len(sample_keys(out["tar"])), "bytes": out["tar"].stat().st_size, **hashes}
             lake.put_file(out["tar"], target["tar"])
             lake.put_file(out["stats"], target["stats"])
         extra["config"] = json.dumps(asdict(config), default=str)
@@ -206,18 +205,43 @@ def tar_problems(_lake: Lake, _shard: str, report: StageReport) -> list[str]:
     return []
 
 
-def _verified(todo: pa.Table) -> bool:
-    """Whether img2dataset checks the images' SHA-256: when every row to fetch claims one. It compares every row's
-    image with its claim, and a row without one would fail as a mismatch; so a shard that mixes rows with and
-    without a claim is fetched unverified, and its report says how many claims went unchecked."""
-    hashes = todo["expected_sha256"]
-    return todo.num_rows > 0 and hashes.null_count == 0
+def check_hashes(ledger: pa.Table, expected: pa.ChunkedArray) -> tuple[pa.Table, set[str], dict[str, int]]:
+    """Drop, as ``hash_mismatch``, every kept image whose SHA-256 differs from the one its URL list claims.
+
+    img2dataset hashes the bytes it downloaded (``compute_hash``), before any resizing, so the ledger's ``sha256``
+    is what the claim is about. Its own ``verify_hash`` is not used: it compares every row, and a row with no
+    claim fails as a mismatch, so a list in which only some rows claim a hash could not be verified at all.
+    Returns the ledger, the tar keys to remove and the counts for the report.
+    """
+    claims = expected.to_pylist()
+    kept, reasons = ledger["kept"].to_pylist(), ledger["reason"].to_pylist()
+    keys, digests = ledger["key"].to_pylist(), ledger["sha256"].to_pylist()
+    remove: set[str] = set()
+    checked = 0
+    for i, claim in enumerate(claims):
+        if claim is None or not kept[i]:
+            continue
+        checked += 1
+        if digests[i] != claim:
+            kept[i], reasons[i] = False, "hash_mismatch"
+            remove.add(keys[i])
+    counts = {"sha256_claimed": len(claims) - expected.null_count, "sha256_checked": checked}
+    if not remove:
+        return ledger, remove, counts
+    ledger = ledger.set_column(ledger.schema.get_field_index("kept"), "kept", pa.array(kept, pa.bool_()))
+    ledger = ledger.set_column(ledger.schema.get_field_index("reason"), "reason", pa.array(reasons, pa.string()))
+    return ledger, remove, counts
 
 
-def _hash_counts(todo: pa.Table) -> dict[str, int]:
-    claimed = todo.num_rows - todo["expected_sha256"].null_count
-    verified = claimed if _verified(todo) else 0
-    return {"sha256_verified": verified, "sha256_unverified": claimed - verified}
+def _drop_from_tar(path: Path, keys: set[str]) -> None:
+    """Rewrite a local webdataset tar without the samples of ``keys`` (every file named ``<key>.<ext>``)."""
+    kept = path.with_name(f"{path.stem}.checked.tar")
+    with tarfile.open(path) as source, tarfile.open(kept, "w", format=tarfile.PAX_FORMAT) as out:
+        for member in source:
+            if member.name.rsplit("/", 1)[-1].split(".", 1)[0] in keys:
+                continue
+            out.addfile(member, source.extractfile(member) if member.isfile() else None)
+    kept.replace(path)
 
 
 def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict[str, Path]:
@@ -232,12 +256,10 @@ def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict
     limits = Limits(config.request_deadline, config.max_body_bytes, tuple(config.disallowed_header_directives))
 
     src = work / "input.parquet"
-    verify = _verified(todo)
     fetch = {
         "uid": todo["uid"],
         "url": pa.array(override_origins(todo["url"].to_pylist(), config.origin_overrides), pa.string()),
         "caption": todo["text"],
-        **({"sha256": todo["expected_sha256"]} if verify else {}),
     }
     pq.write_table(pa.table(fetch), src)
     out_dir = work / "out"
@@ -267,7 +289,6 @@ def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict
             user_agent_token=config.user_agent_token,
             disallowed_header_directives=None,  # the guard applies the crawl's opt-out rule instead
             compute_hash="sha256",
-            verify_hash=["sha256", "sha256"] if verify else None,
             enable_wandb=False,
             incremental_mode="incremental",
         )

@@ -18,7 +18,7 @@ from ops import graph
 from ops.crawl.records import UrlListConfig
 from ops.crawl.shard import CrawlConfig, crawl_shard
 from ops.dataset.selection import select_shard
-from ops.download import DownloadConfig, download_shard
+from ops.download import DownloadConfig, download_shard, iter_tar_samples
 from ops.stage import conservation_problems
 
 LOOPBACK_CRAWL = CrawlConfig(allow_networks=("127.0.0.0/8",))
@@ -75,7 +75,10 @@ def test_datacomp_list_keeps_its_uid_and_a_wrong_sha256_is_its_own_drop_reason(s
     ledger = lake.read_parquet(graph.stage("download").table("dc")).to_pylist()
     assert [r["reason"] for r in ledger] == ["", "", "hash_mismatch", ""]
     assert download.dropped == {"hash_mismatch": 1}
-    assert download.extra["sha256_verified"] == 4 and download.extra["sha256_unverified"] == 0
+    assert (download.extra["sha256_claimed"], download.extra["sha256_checked"]) == (4, 4)
+    assert download.extra["tar_samples"] == 3  # the image that is not the one listed is not in the tar
+    tar_uids = [json.loads(files["json"])["uid"] for _, files in iter_tar_samples(lake, "dc")]  # headers verified
+    assert tar_uids == [r["uid"] for r in ledger if r["kept"]]
     assert conservation_problems(lake, graph.stage("download"), "dc") == []
     selected, _ = select_shard(lake, "dc", "download", None, {})
     by_uid = {rows[i]["uid"]: rows[i]["source_uid"] for i in range(4)}
@@ -83,7 +86,7 @@ def test_datacomp_list_keeps_its_uid_and_a_wrong_sha256_is_its_own_drop_reason(s
 
 
 def test_laion_list_with_its_own_column_names_and_a_mapping_for_odd_ones(site, tmp_path):
-    server, root = site
+    server, _ = site
     lake = Lake(str(tmp_path))
     lake.write_parquet(
         "sources/laion/part-0.parquet",
@@ -96,7 +99,7 @@ def test_laion_list_with_its_own_column_names_and_a_mapping_for_odd_ones(site, t
                 "HEIGHT": [48, 48, None],
                 "LICENSE": ["?", "cc-by", "?"],
                 "NSFW": ["UNLIKELY", "UNSURE", "NSFW"],
-                "image_digest": [hashlib.sha256((root / "img0.jpg").read_bytes()).hexdigest(), "not-a-hash", None],
+                "image_digest": [hashlib.sha256(b"not img0").hexdigest(), "not-a-hash", None],
             }
         ),
     )
@@ -114,9 +117,15 @@ def test_laion_list_with_its_own_column_names_and_a_mapping_for_odd_ones(site, t
     assert rows[0]["expected_sha256"] is not None and rows[1]["expected_sha256"] is None
     assert report.extra["url_list.bad_sha256"] == 1  # "not-a-hash": counted, and that row goes unverified
 
-    download = download_shard(lake, "laion", LOOPBACK_DOWNLOAD)
-    assert download.rows_kept == 2  # one row claims a hash, one does not: fetched unverified, and said so
-    assert (download.extra["sha256_verified"], download.extra["sha256_unverified"]) == (0, 1)
+    download = download_shard(lake, "laion", LOOPBACK_DOWNLOAD)  # one row claims a (wrong) hash, one claims none
+    ledger = lake.read_parquet(graph.stage("download").table("laion")).to_pylist()
+    assert [r["reason"] for r in ledger] == ["hash_mismatch", ""]
+    assert (download.extra["sha256_claimed"], download.extra["sha256_checked"], download.extra["tar_samples"]) == (
+        1,
+        1,
+        1,
+    )
+    assert conservation_problems(lake, graph.stage("download"), "laion") == []
 
 
 def test_a_list_without_url_or_text_columns_is_one_clear_failure(tmp_path):
