@@ -130,7 +130,14 @@ class RemoteFile(io.RawIOBase):
                 data = self._fs.cat_file(self.url, start=start, end=end)
                 if len(data) == end - start:
                     return data
+                if len(data) > end - start:
+                    raise RemoteSourceError(
+                        f"{redacted(self.url)} answered a range request with {len(data)} bytes for {end - start}: "
+                        "the server does not serve byte ranges"
+                    )
                 err: BaseException = RemoteSourceError(f"got {len(data)} of {end - start} bytes")
+            except RemoteSourceError:
+                raise
             except Exception as exc:
                 if _permanent(exc):
                     raise RemoteSourceError(self._message(exc)) from exc

@@ -9,6 +9,7 @@ import pytest
 
 from infra.remote import RemoteConfig, RemoteFile, RemoteSourceError, check_remote_url
 from infra.sample_web.mirror import MirrorServer
+from infra.sample_web.server import SampleWebServer
 from tests.conftest import FIXTURES
 
 WARC = FIXTURES / "warc" / "sample-0000.warc.gz"
@@ -66,3 +67,12 @@ def test_urls_with_credentials_or_no_scheme_are_refused(url):
     with pytest.raises(ValueError) as err:
         check_remote_url(url)
     assert "secret" not in str(err.value) and "abc" not in str(err.value)
+
+
+def test_a_server_without_range_requests_is_named_not_retried(tmp_path):
+    """The sample web answers every GET with the whole file: a range reader must say so, not loop on it."""
+    (tmp_path / "a.warc.gz").write_bytes(WARC.read_bytes())
+    with SampleWebServer(tmp_path) as server, RemoteFile(f"{server.url}/a.warc.gz", FAST) as f:
+        with pytest.raises(RemoteSourceError, match="does not serve byte ranges"):
+            f.read(10)
+        assert f.requests == 1
