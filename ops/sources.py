@@ -112,6 +112,15 @@ def _line_url(line: str, base: str) -> str:
     return base + path
 
 
+def _shown(line: str) -> str:
+    """What a message may repeat of a manifest line: a URL without user info or query, else the line up to its
+    first character that is not a plain path character (``user:secret@...`` shows as ``user…``)."""
+    if "://" in line:
+        return redacted(line)[:200]
+    plain = re.match(r"[A-Za-z0-9._~/-]*", line)[0][:200]
+    return plain if plain == line else f"{plain}…"
+
+
 def manifest_sources(lake: Lake, manifest_rel: str) -> tuple[list[tuple[str, str]], list[str]]:
     """(shard key, URL) for every usable line of a manifest, plus messages: one for a manifest that cannot be read,
     or one per kind of unusable line (how many, and the first of them)."""
@@ -133,7 +142,7 @@ def manifest_sources(lake: Lake, manifest_rel: str) -> tuple[list[tuple[str, str
             check_shard_key(key)
         except (SourceError, ValueError) as err:
             why = re.split(r" from | '", str(err), maxsplit=1)[0]
-            bad.setdefault(why, []).append(redacted(line) if "://" in line else line[:200])
+            bad.setdefault(why, []).append(_shown(line))
             continue
         found.append((key, url))
     messages = [
@@ -167,9 +176,9 @@ def list_sources(lake: Lake) -> tuple[dict[str, str], list[str]]:
         except UnsafePathError as err:
             skipped.append(f"{rel!r} cannot be a shard: the lake does not read such names ({err})")
     found: dict[str, str] = {}
-    clashes: dict[str, list[tuple[str, str]]] = {}
+    clashes: dict[str, dict[tuple[str, str], None]] = {}  # a line listed twice is one source, not a clash
     for key, source in candidates:
-        clashes.setdefault(key.casefold(), []).append((key, source))
+        clashes.setdefault(key.casefold(), {})[key, source] = None
         found[key] = source
     for folded, sources in clashes.items():
         if len(sources) > 1:

@@ -165,6 +165,8 @@ def test_lines_that_cannot_be_shards_are_reported_by_kind_and_the_rest_registere
     lake = Lake(str(tmp_path))
     lines = [
         "a/ok-1.warc.gz",
+        "a/ok-1.warc.gz",  # listed twice: one shard, not a clash
+        "user:s3cr3t@mirror.example/a.warc.gz",
         "a/../escape.warc.gz",
         "a/b c.warc.gz",
         "a/x.warc.gz?X-Amz-Signature=s3cr3t",
@@ -183,7 +185,8 @@ def test_lines_that_cannot_be_shards_are_reported_by_kind_and_the_rest_registere
     assert "s3cr3t" not in text
     assert "manifest 'sources/bad/warc.paths.gz' cannot be read" in text and "carries credentials" in text
     assert "manifest 'sources/cc/broken.paths.gz' cannot be read" in text
-    assert "3 line(s) of manifest 'sources/cc/warc.paths.gz' cannot be shards (not a relative path" in text
+    assert "4 line(s) of manifest 'sources/cc/warc.paths.gz' cannot be shards (not a relative path" in text
+    assert "e.g. 'user…'" in text
     assert "2 line(s) of manifest 'sources/cc/warc.paths.gz' cannot be shards (not a .warc.wat.gz" in text
     assert "(the line is too long)" in text and "carries credentials" in text
 
