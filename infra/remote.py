@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import fsspec
 
 from infra.credentials import redacted, refuse_credentials
@@ -73,8 +74,6 @@ def _filesystem(url: str, config: RemoteConfig) -> fsspec.AbstractFileSystem:
             refuse_credentials(config.endpoint_url, "S3 endpoint URL", "pass credentials as AWS_* variables")
             options["client_kwargs"] = {"endpoint_url": config.endpoint_url}
         return fsspec.filesystem("s3", **options)
-    import aiohttp
-
     return fsspec.filesystem("http", client_kwargs={"timeout": aiohttp.ClientTimeout(sock_read=config.timeout_s)})
 
 
@@ -197,6 +196,6 @@ class RemoteFile(io.RawIOBase):
         if self._ahead is not None:
             self._ahead[1].cancel()
             self._ahead = None
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)  # a read ahead still retrying must not hold the shard
         self._data = b""
         super().close()

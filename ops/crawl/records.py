@@ -46,6 +46,8 @@ from ops.crawl.reasons import (
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_SOURCE_UID_CHARS = 256  # a longer "uid" is no identifier: it is left out and counted
+MAX_CARRIED_CHARS = 1000  # a carried text value (a licence, a tag) is cut here, so a row cannot smuggle megabytes
 
 
 @dataclass(frozen=True)
@@ -300,7 +302,7 @@ class UrlBatch:
     bytes that are not UTF-8; its strings are shown with replacement characters), the list's own ``uids``, the
     image ``sha256`` each row claims (lower-case hex; None where there is none or it is not a SHA-256, counted in
     ``bad_sha256``) and the carried ``fields`` (a JSON object, or None); or a failure covering ``rows`` rows of a
-    row group that could not be read."""
+    row group that could not be read. A uid past :data:`MAX_SOURCE_UID_CHARS` is None, counted in ``bad_uid``."""
 
     urls: list[str | None]
     texts: list[str | None]
@@ -311,6 +313,7 @@ class UrlBatch:
     sha256: list[str | None] = field(default_factory=list)
     fields: list[str | None] = field(default_factory=list)
     bad_sha256: int = 0
+    bad_uid: int = 0
 
 
 def _strings(column: pa.ChunkedArray) -> tuple[list[str | None], list[bool]]:
@@ -374,7 +377,11 @@ def _carried(table: pa.Table, names: list[str]) -> list[str | None]:
     columns = [table.column(name).to_pylist() for name in names]
     out: list[str | None] = []
     for row in zip(*columns, strict=True):
-        found = {name: value for name, value in zip(names, row, strict=True) if value is not None}
+        found = {
+            name: value[:MAX_CARRIED_CHARS] if isinstance(value, str) else value
+            for name, value in zip(names, row, strict=True)
+            if value is not None
+        }
         out.append(json.dumps(found, sort_keys=True, default=str, ensure_ascii=False) if found else None)
     return out
 
@@ -407,10 +414,14 @@ def iter_url_list(f: BinaryIO, config: UrlListConfig | None = None) -> Iterator[
             urls, bad_urls = _strings(table.column(url_col))
             texts, bad_texts = _strings(table.column(text_col))
             uids = _strings(table.column(uid_col))[0] if uid_col else [None] * table.num_rows
+            long_uids = sum(1 for u in uids if u is not None and len(u) > MAX_SOURCE_UID_CHARS)
+            uids = [None if u is not None and len(u) > MAX_SOURCE_UID_CHARS else u for u in uids]
             hashes, bad_hashes = _hashes(table.column(sha_col) if sha_col else None, table.num_rows)
             fields = _carried(table, carry)
         except Exception:
             yield UrlBatch([], [], [], CORRUPT_RECORD, parquet.metadata.row_group(i).num_rows)
             continue
         bad = [a or b for a, b in zip(bad_urls, bad_texts, strict=True)]
-        yield UrlBatch(urls, texts, bad, uids=uids, sha256=hashes, fields=fields, bad_sha256=bad_hashes)
+        yield UrlBatch(
+            urls, texts, bad, uids=uids, sha256=hashes, fields=fields, bad_sha256=bad_hashes, bad_uid=long_uids
+        )

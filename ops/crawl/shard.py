@@ -263,7 +263,7 @@ def _crawl_url_list(
     open_source: Callable[[], BinaryIO], columns: UrlListConfig, pairs: _PairTable, counts: _RecordCounts
 ) -> None:
     """Each row of a URL list is a record and a candidate; URLs must be absolute (there is no page)."""
-    read = unread = bad_sha256 = 0
+    read = unread = bad_sha256 = bad_uid = 0
     with open_source() as f:
         declared = url_list_rows(f)
         f.seek(0)
@@ -277,6 +277,7 @@ def _crawl_url_list(
             counts.used += len(batch.urls)
             read += len(batch.urls)
             bad_sha256 += batch.bad_sha256
+            bad_uid += batch.bad_uid
             listed = zip(batch.uids, batch.sha256, batch.fields, strict=True)
             for url, text, bad, row in zip(batch.urls, batch.texts, batch.bad, listed, strict=True):
                 caption = normalize_text(text) if text else ""
@@ -286,6 +287,7 @@ def _crawl_url_list(
         "url_list.rows_read": read,
         "url_list.rows_unread": unread,
         "url_list.bad_sha256": bad_sha256,  # claimed hashes that are no SHA-256: those rows go unverified
+        "url_list.bad_uid": bad_uid,  # list uids too long to be identifiers: left out
     }
 
 

@@ -92,12 +92,12 @@ def test_laion_list_with_its_own_column_names_and_a_mapping_for_odd_ones(site, t
         "sources/laion/part-0.parquet",
         pa.table(
             {
-                "SAMPLE_ID": [11, 12, 13],
+                "SAMPLE_ID": ["11", "12", "9" * 300],
                 "URL": [f"{server.url}/img{i}.jpg" for i in range(3)],
                 "TEXT": ["a laion photo", "another laion photo", None],
                 "WIDTH": [64, 64, None],
                 "HEIGHT": [48, 48, None],
-                "LICENSE": ["?", "cc-by", "?"],
+                "LICENSE": ["?", "cc-by", "x" * 5000],
                 "NSFW": ["UNLIKELY", "UNSURE", "NSFW"],
                 "image_digest": [hashlib.sha256(b"not img0").hexdigest(), "not-a-hash", None],
             }
@@ -106,7 +106,9 @@ def test_laion_list_with_its_own_column_names_and_a_mapping_for_odd_ones(site, t
     report = crawl_shard(lake, "sources/laion/part-0.parquet", "laion", LOOPBACK_CRAWL)
     rows = _crawled(lake, "laion")
     assert [r["reason"] for r in rows] == ["", "", "no_text"]
-    assert [r["source_uid"] for r in rows] == ["11", "12", "13"]
+    assert [r["source_uid"] for r in rows] == ["11", "12", None]  # 300 characters is no identifier
+    assert report.extra["url_list.bad_uid"] == 1
+    assert len(json.loads(rows[2]["source_fields"])["LICENSE"]) == 1000  # a carried value is cut, not dropped
     assert json.loads(rows[1]["source_fields"]) == {"HEIGHT": 48, "LICENSE": "cc-by", "NSFW": "UNSURE", "WIDTH": 64}
     assert [r["expected_sha256"] for r in rows] == [None] * 3  # "image_digest" is no default name
     assert report.extra["url_list.bad_sha256"] == 0
