@@ -16,6 +16,7 @@ from bench.common import OUT, REPO, machine
 
 BENCHMARKS = {
     "crawl": "crawl: pages/s and pairs/s per core",
+    "remote": "remote: crawling by reference (HTTP on 127.0.0.1) vs from the lake; manifest registration",
     "download": "download: asset vs plain img2dataset",
     "deploy": "deploy: production services vs default, shard scaling",
     "dedup": "dedup: perceptual hashing and near-duplicate recall/precision",

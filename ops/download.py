@@ -166,15 +166,18 @@ def download_shard(lake: Lake, shard: str, config: DownloadConfig) -> StageRepor
         with tempfile.TemporaryDirectory(prefix=f"clipfoundry-download-{shard}-") as staging:
             work = Path(staging)
             out = _run_img2dataset(todo, work, config) if todo.num_rows else _empty_outputs(work)
-            ledger = _ledger(todo, pq.read_table(out["parquet"]))
+            produced = _ledger(todo, pq.read_table(out["parquet"]))
+            ledger, mismatched, hashes = check_hashes(produced, todo["expected_sha256"])
+            if mismatched:
+                _drop_from_tar(out["tar"], mismatched)
             target = paths(shard)
-            extra = {"tar_samples": len(sample_keys(out["tar"])), "bytes": out["tar"].stat().st_size}
+            extra = {"tar_samples": len(sample_keys(out["tar"])), "bytes": out["tar"].stat().st_size, **hashes}
             lake.put_file(out["tar"], target["tar"])
             lake.put_file(out["stats"], target["stats"])
         extra["config"] = json.dumps(asdict(config), default=str)
         return Decisions(ledger, extra=extra)
 
-    return run_shard_stage(lake, graph.stage("download"), shard, decide, columns=["url", "text"])
+    return run_shard_stage(lake, graph.stage("download"), shard, decide, columns=["url", "text", "expected_sha256"])
 
 
 def override_origins(urls: list[str], overrides: tuple[str, ...]) -> list[str]:
@@ -202,6 +205,45 @@ def tar_problems(_lake: Lake, _shard: str, report: StageReport) -> list[str]:
     return []
 
 
+def check_hashes(ledger: pa.Table, expected: pa.ChunkedArray) -> tuple[pa.Table, set[str], dict[str, int]]:
+    """Drop, as ``hash_mismatch``, every kept image whose SHA-256 differs from the one its URL list claims.
+
+    img2dataset hashes the bytes it downloaded (``compute_hash``), before any resizing, so the ledger's ``sha256``
+    is what the claim is about. Its own ``verify_hash`` is not used: it compares every row, and a row with no
+    claim fails as a mismatch, so a list in which only some rows claim a hash could not be verified at all.
+    Returns the ledger, the tar keys to remove and the counts for the report.
+    """
+    claims = expected.to_pylist()
+    kept, reasons = ledger["kept"].to_pylist(), ledger["reason"].to_pylist()
+    keys, digests = ledger["key"].to_pylist(), ledger["sha256"].to_pylist()
+    remove: set[str] = set()
+    checked = 0
+    for i, claim in enumerate(claims):
+        if claim is None or not kept[i]:
+            continue
+        checked += 1
+        if digests[i] != claim:
+            kept[i], reasons[i] = False, "hash_mismatch"
+            remove.add(keys[i])
+    counts = {"sha256_claimed": len(claims) - expected.null_count, "sha256_checked": checked}
+    if not remove:
+        return ledger, remove, counts
+    ledger = ledger.set_column(ledger.schema.get_field_index("kept"), "kept", pa.array(kept, pa.bool_()))
+    ledger = ledger.set_column(ledger.schema.get_field_index("reason"), "reason", pa.array(reasons, pa.string()))
+    return ledger, remove, counts
+
+
+def _drop_from_tar(path: Path, keys: set[str]) -> None:
+    """Rewrite a local webdataset tar without the samples of ``keys`` (every file named ``<key>.<ext>``)."""
+    kept = path.with_name(f"{path.stem}.checked.tar")
+    with tarfile.open(path) as source, tarfile.open(kept, "w", format=tarfile.PAX_FORMAT) as out:
+        for member in source:
+            if member.name.rsplit("/", 1)[-1].split(".", 1)[0] in keys:
+                continue
+            out.addfile(member, source.extractfile(member) if member.isfile() else None)
+    kept.replace(path)
+
+
 def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict[str, Path]:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("WANDB_MODE", "disabled")
@@ -214,8 +256,12 @@ def _run_img2dataset(todo: pa.Table, work: Path, config: DownloadConfig) -> dict
     limits = Limits(config.request_deadline, config.max_body_bytes, tuple(config.disallowed_header_directives))
 
     src = work / "input.parquet"
-    fetch = todo.set_column(1, "url", pa.array(override_origins(todo["url"].to_pylist(), config.origin_overrides)))
-    pq.write_table(fetch.rename_columns(["uid", "url", "caption"]), src)
+    fetch = {
+        "uid": todo["uid"],
+        "url": pa.array(override_origins(todo["url"].to_pylist(), config.origin_overrides), pa.string()),
+        "caption": todo["text"],
+    }
+    pq.write_table(pa.table(fetch), src)
     out_dir = work / "out"
     with guarded_img2dataset(config.allow_networks, config.max_image_pixels, limits):
         download(

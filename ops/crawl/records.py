@@ -18,9 +18,11 @@ or a failure.
 from __future__ import annotations
 
 import io
+import json
+import re
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import brotli
@@ -43,8 +45,43 @@ from ops.crawl.reasons import (
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
-URL_COLUMNS = ("url", "URL")
-TEXT_COLUMNS = ("caption", "text", "TEXT")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_SOURCE_UID_CHARS = 256  # a longer "uid" is no identifier: it is left out and counted
+MAX_CARRIED_CHARS = 1000  # a carried text value (a licence, a tag) is cut here, so a row cannot smuggle megabytes
+
+
+@dataclass(frozen=True)
+class UrlListConfig:
+    """Which columns of a URL list mean what: the first name present wins. The defaults read LAION's parquet
+    (``URL``, ``TEXT``, ``WIDTH``, ``HEIGHT``, ``LICENSE``, ``NSFW``) and DataComp's (``uid``, ``url``, ``text``,
+    ``original_width``, ``original_height``, ``sha256``) alike.
+
+    ``carry`` columns, where present, travel as a JSON object (``source_fields``) from the crawl table into each
+    dataset sample's metadata; the list's own uid (``source_uid``) travels the same way, beside ours, which stays
+    the hash of (URL, text) that every stage keys on. A ``sha256`` of the image, where a row has one, is checked
+    at download (``hash_mismatch``)."""
+
+    url: tuple[str, ...] = ("url", "URL")
+    text: tuple[str, ...] = ("caption", "text", "TEXT")
+    uid: tuple[str, ...] = ("uid", "key", "SAMPLE_ID")
+    sha256: tuple[str, ...] = ("sha256", "SHA256")
+    carry: tuple[str, ...] = field(
+        default=(
+            "width",
+            "height",
+            "original_width",
+            "original_height",
+            "WIDTH",
+            "HEIGHT",
+            "license",
+            "LICENSE",
+            "nsfw",
+            "NSFW",
+            "punsafe",
+            "pwatermark",
+            "similarity",
+        )
+    )
 
 
 @dataclass(slots=True)
@@ -262,14 +299,21 @@ def iter_warc(open_source: Callable[[], BinaryIO], totals: ReadTotals | None = N
 @dataclass(slots=True)
 class UrlBatch:
     """Rows of a URL list: parallel ``urls`` and ``texts`` (None where the cell is null) and ``bad`` (the row held
-    bytes that are not UTF-8; its strings are shown with replacement characters), or a failure covering ``rows``
-    rows of a row group that could not be read."""
+    bytes that are not UTF-8; its strings are shown with replacement characters), the list's own ``uids``, the
+    image ``sha256`` each row claims (lower-case hex; None where there is none or it is not a SHA-256, counted in
+    ``bad_sha256``) and the carried ``fields`` (a JSON object, or None); or a failure covering ``rows`` rows of a
+    row group that could not be read. A uid past :data:`MAX_SOURCE_UID_CHARS` is None, counted in ``bad_uid``."""
 
     urls: list[str | None]
     texts: list[str | None]
     bad: list[bool]
     failure: str = ""
     rows: int = 0
+    uids: list[str | None] = field(default_factory=list)
+    sha256: list[str | None] = field(default_factory=list)
+    fields: list[str | None] = field(default_factory=list)
+    bad_sha256: int = 0
+    bad_uid: int = 0
 
 
 def _strings(column: pa.ChunkedArray) -> tuple[list[str | None], list[bool]]:
@@ -310,29 +354,74 @@ def url_list_rows(f: BinaryIO) -> int:
         return 0
 
 
-def iter_url_list(f: BinaryIO) -> Iterator[UrlBatch]:
-    """Batches of a parquet URL list (``url``/``URL`` plus ``caption``/``text``/``TEXT``), one per row group.
+def _hashes(column: pa.ChunkedArray | None, n: int) -> tuple[list[str | None], int]:
+    """The SHA-256 claimed per row, lower-cased; a value that is not 64 hex digits counts as bad and as none."""
+    if column is None:
+        return [None] * n, 0
+    values, _ = _strings(column)
+    out: list[str | None] = []
+    bad = 0
+    for value in values:
+        digest = value.strip().lower() if value else None
+        if digest is not None and not _SHA256.match(digest):
+            bad += 1
+            digest = None
+        out.append(digest)
+    return out, bad
 
-    An unreadable file, or one without those columns, is one ``bad_url_list`` failure; an unreadable row group
-    is one ``corrupt_record`` failure and the rest is read.
+
+def _carried(table: pa.Table, names: list[str]) -> list[str | None]:
+    """The carried columns of each row as a JSON object (null cells left out; None when nothing is left)."""
+    if not names:
+        return [None] * table.num_rows
+    columns = [table.column(name).to_pylist() for name in names]
+    out: list[str | None] = []
+    for row in zip(*columns, strict=True):
+        found = {
+            name: value[:MAX_CARRIED_CHARS] if isinstance(value, str) else value
+            for name, value in zip(names, row, strict=True)
+            if value is not None
+        }
+        out.append(json.dumps(found, sort_keys=True, default=str, ensure_ascii=False) if found else None)
+    return out
+
+
+def iter_url_list(f: BinaryIO, config: UrlListConfig | None = None) -> Iterator[UrlBatch]:
+    """Batches of a parquet URL list, one per row group, its columns found by :class:`UrlListConfig`.
+
+    An unreadable file, or one without a URL and a text column, is one ``bad_url_list`` failure; an unreadable row
+    group is one ``corrupt_record`` failure and the rest is read.
     """
+    config = config or UrlListConfig()
     try:
         parquet = pq.ParquetFile(f)
         names = parquet.schema_arrow.names
     except Exception:  # pyarrow raises several types for a file that is not parquet
         yield UrlBatch([], [], [], BAD_URL_LIST)
         return
-    url_col = next((c for c in URL_COLUMNS if c in names), None)
-    text_col = next((c for c in TEXT_COLUMNS if c in names), None)
+    url_col = next((c for c in config.url if c in names), None)
+    text_col = next((c for c in config.text if c in names), None)
+    uid_col = next((c for c in config.uid if c in names), None)
+    sha_col = next((c for c in config.sha256 if c in names), None)
+    carry = [c for c in config.carry if c in names and c not in (url_col, text_col, uid_col, sha_col)]
     if url_col is None or text_col is None:
         yield UrlBatch([], [], [], BAD_URL_LIST, parquet.metadata.num_rows)
         return
+    wanted = list(dict.fromkeys(c for c in (url_col, text_col, uid_col, sha_col, *carry) if c is not None))
     for i in range(parquet.num_row_groups):
         try:
-            table = parquet.read_row_group(i, columns=[url_col, text_col])
+            table = parquet.read_row_group(i, columns=wanted)
             urls, bad_urls = _strings(table.column(url_col))
             texts, bad_texts = _strings(table.column(text_col))
+            uids = _strings(table.column(uid_col))[0] if uid_col else [None] * table.num_rows
+            long_uids = sum(1 for u in uids if u is not None and len(u) > MAX_SOURCE_UID_CHARS)
+            uids = [None if u is not None and len(u) > MAX_SOURCE_UID_CHARS else u for u in uids]
+            hashes, bad_hashes = _hashes(table.column(sha_col) if sha_col else None, table.num_rows)
+            fields = _carried(table, carry)
         except Exception:
             yield UrlBatch([], [], [], CORRUPT_RECORD, parquet.metadata.row_group(i).num_rows)
             continue
-        yield UrlBatch(urls, texts, [a or b for a, b in zip(bad_urls, bad_texts, strict=True)])
+        bad = [a or b for a, b in zip(bad_urls, bad_texts, strict=True)]
+        yield UrlBatch(
+            urls, texts, bad, uids=uids, sha256=hashes, fields=fields, bad_sha256=bad_hashes, bad_uid=long_uids
+        )

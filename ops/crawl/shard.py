@@ -12,12 +12,14 @@ which keeps per-pair work to a URL resolution and a hash.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
 from infra.lake import Lake
+from infra.remote import RemoteConfig, RemoteFile, is_remote
 from ops import graph
 from ops.crawl import reasons as R
 from ops.crawl.books import read_problems
@@ -25,7 +27,7 @@ from ops.crawl.charset import CharsetError, NoMarkupError, decode_page
 from ops.crawl.framing import ReadTotals
 from ops.crawl.html import Candidate, extract_html, normalize_text
 from ops.crawl.lang import identify
-from ops.crawl.records import SourceRecord, iter_url_list, iter_warc, source_format, url_list_rows
+from ops.crawl.records import SourceRecord, UrlListConfig, iter_url_list, iter_warc, source_format, url_list_rows
 from ops.crawl.urls import UrlPolicy, clean_src
 from ops.crawl.wat import WatError, parse_wat
 from ops.optout import opts_out
@@ -45,6 +47,9 @@ SCHEMA = pa.schema(
         ("kept", pa.bool_()),
         ("reason", pa.string()),
         ("position", pa.int64()),
+        ("source_uid", pa.string()),  # a URL list's own uid (DataComp's), kept beside ours
+        ("expected_sha256", pa.string()),  # the image's SHA-256 a URL list claims, checked at download
+        ("source_fields", pa.string()),  # a URL list's carried columns (size, license, NSFW) as a JSON object
     ]
 )
 
@@ -60,6 +65,8 @@ class CrawlConfig:
     max_images_per_page: int = 1000  # candidates past these are page_image_cap rows ...
     max_rows_per_page: int = 2000  # ... up to these; image tags past them are counted (images_unlisted), not rows
     detect_language: bool = True
+    remote: RemoteConfig = field(default_factory=RemoteConfig)  # how sources by reference (URLs) are read
+    url_list: UrlListConfig = field(default_factory=UrlListConfig)  # which URL-list columns mean what
 
 
 class _PairTable:
@@ -75,6 +82,9 @@ class _PairTable:
         self.source: list[str] = []
         self.page_url: list[str] = []
         self.reason: list[str] = []
+        self.source_uid: list[str | None] = []
+        self.expected_sha256: list[str | None] = []
+        self.source_fields: list[str | None] = []
 
     def __len__(self) -> int:
         return len(self.uid)
@@ -96,8 +106,10 @@ class _PairTable:
         opt_out: bool = False,
         capped: bool = False,
         invalid: bool = False,
+        listed: tuple[str | None, str | None, str | None] = (None, None, None),
     ) -> None:
-        """Decide one candidate; the checks run in the precedence order of :data:`reasons.PAIR_REASONS`."""
+        """Decide one candidate; the checks run in the precedence order of :data:`reasons.PAIR_REASONS`.
+        ``listed`` is what a URL list says of the row: its uid, the image's SHA-256 and the carried fields."""
         url, url_reason = self._policy.resolve(src, base) if src else ("", R.NO_SRC)
         uid = pair_uid(url, text)
         if invalid:
@@ -130,6 +142,9 @@ class _PairTable:
         self.source.append(source)
         self.page_url.append(page_url)
         self.reason.append(reason)
+        self.source_uid.append(listed[0])
+        self.expected_sha256.append(listed[1])
+        self.source_fields.append(listed[2])
 
     def to_table(self) -> pa.Table:
         kept = [not r for r in self.reason]
@@ -152,6 +167,9 @@ class _PairTable:
             kept,
             self.reason,
             range(n),
+            self.source_uid,
+            self.expected_sha256,
+            self.source_fields,
         ]
         return pa.Table.from_arrays(
             [pa.array(col, type=f.type) for col, f in zip(columns, SCHEMA, strict=True)], schema=SCHEMA
@@ -241,13 +259,15 @@ def _take_record(record: SourceRecord, pairs: _PairTable, counts: _RecordCounts)
     pairs.add_page(page_url, page.base_href, page.images, page.opt_out)
 
 
-def _crawl_url_list(lake: Lake, source_rel: str, pairs: _PairTable, counts: _RecordCounts) -> None:
+def _crawl_url_list(
+    open_source: Callable[[], BinaryIO], columns: UrlListConfig, pairs: _PairTable, counts: _RecordCounts
+) -> None:
     """Each row of a URL list is a record and a candidate; URLs must be absolute (there is no page)."""
-    read = unread = 0
-    with lake.open(source_rel) as f:
+    read = unread = bad_sha256 = bad_uid = 0
+    with open_source() as f:
         declared = url_list_rows(f)
         f.seek(0)
-        for batch in iter_url_list(f):
+        for batch in iter_url_list(f, columns):
             if batch.failure:
                 counts.records_in += 1
                 counts.failed[batch.failure] += 1
@@ -256,10 +276,19 @@ def _crawl_url_list(lake: Lake, source_rel: str, pairs: _PairTable, counts: _Rec
             counts.records_in += len(batch.urls)
             counts.used += len(batch.urls)
             read += len(batch.urls)
-            for url, text, bad in zip(batch.urls, batch.texts, batch.bad, strict=True):
+            bad_sha256 += batch.bad_sha256
+            bad_uid += batch.bad_uid
+            listed = zip(batch.uids, batch.sha256, batch.fields, strict=True)
+            for url, text, bad, row in zip(batch.urls, batch.texts, batch.bad, listed, strict=True):
                 caption = normalize_text(text) if text else ""
-                pairs.add(clean_src(url), caption, "caption" if caption else "", "", "", invalid=bad)
-    counts.read = {"url_list.rows": declared, "url_list.rows_read": read, "url_list.rows_unread": unread}
+                pairs.add(clean_src(url), caption, "caption" if caption else "", "", "", invalid=bad, listed=row)
+    counts.read = {
+        "url_list.rows": declared,
+        "url_list.rows_read": read,
+        "url_list.rows_unread": unread,
+        "url_list.bad_sha256": bad_sha256,  # claimed hashes that are no SHA-256: those rows go unverified
+        "url_list.bad_uid": bad_uid,  # list uids too long to be identifiers: left out
+    }
 
 
 class SourceUnreadable(ValueError):
@@ -267,28 +296,40 @@ class SourceUnreadable(ValueError):
     passing on as an empty shard."""
 
 
-def crawl_shard(lake: Lake, source_rel: str, shard: str, config: CrawlConfig) -> StageReport:
-    """Crawl one source file (WARC, WAT or URL-list parquet) into ``crawl/<shard>.parquet`` and its report.
+def _opener(lake: Lake, source: str, config: CrawlConfig) -> tuple[Callable[[], BinaryIO], str]:
+    """How to open a source, and how to name it: a lake path through the lake, a URL where it lies (streamed in
+    ranges, never copied into the lake; a URL that is gone raises :class:`infra.remote.RemoteSourceError`)."""
+    if is_remote(source):
+        return lambda: RemoteFile(source, config.remote), source
+    if not lake.exists(source):
+        raise FileNotFoundError(lake.uri(source))
+    return lambda: lake.open(source), lake.uri(source)
 
-    Damaged records are counted in the report, never raised; a missing source file, or one in which not a single
-    record can be read, raises: the first is a wrong path, the second not a web archive at all.
+
+def crawl_shard(lake: Lake, source: str, shard: str, config: CrawlConfig) -> StageReport:
+    """Crawl one source (WARC, WAT or URL-list parquet; a lake path or an ``s3://`` / ``https://`` URL) into
+    ``crawl/<shard>.parquet`` and its report.
+
+    Damaged records are counted in the report, never raised; a missing source, or one in which not a single
+    record can be read, raises: the first is a wrong path (or a manifest line that 404s), the second not a web
+    archive at all. A remote transfer that breaks is resumed (:mod:`infra.remote`) and fails the shard only once
+    its retries are spent.
     """
 
     def decide(_: None) -> Decisions:
         pairs = _PairTable(config)
         counts = _RecordCounts()
-        fmt = source_format(source_rel)
+        fmt = source_format(source.split("?", 1)[0])
+        open_source, name = _opener(lake, source, config)
         if fmt == "url_list":
-            _crawl_url_list(lake, source_rel, pairs, counts)
+            _crawl_url_list(open_source, config.url_list, pairs, counts)
         else:
-            if not lake.exists(source_rel):
-                raise FileNotFoundError(lake.uri(source_rel))
             totals = ReadTotals()
-            for record in iter_warc(lambda: lake.open(source_rel), totals):
+            for record in iter_warc(open_source, totals):
                 _take_record(record, pairs, counts)
             counts.read = totals.to_extra()
             if counts.records_in == counts.failed[R.NOT_A_WARC] > 0:
-                raise SourceUnreadable(f"{lake.uri(source_rel)} holds no WARC or WAT record at all")
+                raise SourceUnreadable(f"{name} holds no WARC or WAT record at all")
         return Decisions(pairs.to_table(), extra={"source_format": fmt, **counts.to_extra(len(pairs))})
 
     return run_shard_stage(lake, graph.stage("crawl"), shard, decide)

@@ -52,6 +52,8 @@ class Selected:
     url: str
     p_keep: float | None
     synthetic_text: str | None
+    source_uid: str | None = None  # a URL list's own uid (DataComp's)
+    source_fields: str | None = None  # a URL list's carried columns, a JSON object
 
 
 @dataclass(frozen=True)
@@ -108,15 +110,20 @@ def select_shard(
     p_of = dict(zip(passing.to_pylist(), decisions["p_keep"].to_pylist(), strict=True))
     wanted = set(pc.filter(passing, pa.array(kept)).to_pylist())
     out = {}
-    for uid, text, page_url, url in zip(
+    listed = [
+        crawl[name].to_pylist() if name in crawl.column_names else [None] * crawl.num_rows
+        for name in ("source_uid", "source_fields")
+    ]
+    for uid, text, page_url, url, source_uid, source_fields in zip(
         crawl["uid"].to_pylist(),
         crawl["text"].to_pylist(),
         crawl["page_url"].to_pylist(),
         crawl["url"].to_pylist(),
+        *listed,
         strict=True,
     ):
         if uid in wanted:
-            out[uid] = Selected(text, page_url, url, p_of[uid], synthetic.get(uid))
+            out[uid] = Selected(text, page_url, url, p_of[uid], synthetic.get(uid), source_uid, source_fields)
     return out, decisions
 
 

@@ -10,7 +10,8 @@ already has its manifest, nothing is published; otherwise the tars are published
 and ``manifest.json`` last, so a reader that sees the manifest sees a complete dataset.
 
 Output samples are keyed by ``uid`` (``<uid>.jpg``, ``.txt`` raw caption, ``.syn.txt`` synthetic caption when
-recaption wrote one, ``.json`` with uid, p_keep, sha256 and lineage), in input-shard order then tar order. Beside
+recaption wrote one, ``.json`` with uid, p_keep, sha256 and lineage, plus a URL list's own uid (``source_uid``) and
+carried columns (``source``) where the sample came from one), in input-shard order then tar order. Beside
 the tars, ``decisions/<shard>.parquet`` records for every sample the stages kept whether balancing kept it (with
 its ``p_keep``) or why not, so "what happened to sample X" has an answer here too.
 """
@@ -193,6 +194,10 @@ def _sample_files(uid: str, shard: str, s: Selected, image: bytes, ext: str) -> 
         "page_url": s.page_url,
         "url": s.url,
     }
+    if s.source_uid is not None:
+        meta["source_uid"] = s.source_uid
+    if s.source_fields is not None:
+        meta["source"] = json.loads(s.source_fields)
     files = {ext: image, "txt": s.text.encode()}
     if s.synthetic_text:
         files["syn.txt"] = s.synthetic_text.encode()

@@ -1,5 +1,6 @@
 """Shard keys from source paths, and the registry that binds a key to its file for ever."""
 
+import gzip
 import unicodedata
 from pathlib import Path
 
@@ -128,3 +129,90 @@ def test_source_for_errors(tmp_path):
     lake.delete("sources/web/three.warc")
     with pytest.raises(SourceError, match="is gone"):
         source_for(lake, "web.three")
+
+
+def _manifest(lake: Lake, rel: str, lines: list[str]) -> None:
+    lake.write_bytes(rel, gzip.compress("".join(f"{line}\n" for line in lines).encode()))
+
+
+def test_manifest_lines_become_shards_bound_to_their_urls(tmp_path):
+    lake = Lake(str(tmp_path))
+    cc = "crawl-data/CC-MAIN-2024-10/segments/1707947473347.0"
+    _manifest(lake, "sources/cc/warc.paths.gz", [f"{cc}/warc/CC-MAIN-1-00000.warc.gz", ""])
+    lake.write_bytes("sources/cc/wat.paths", f"{cc}/wat/CC-MAIN-1-00000.warc.wat.gz\r\n".encode())
+    lake.write_bytes("sources/mirror/base_url", b"s3://my-bucket/cc\n")
+    lake.write_bytes("sources/mirror/urls.paths", b"laion/part-00000.parquet\nhttps://example.org/x/y.warc\n")
+    assert sync(lake, known=set()) == (
+        ["cc.warc.CC-MAIN-1-00000", "cc.wat.CC-MAIN-1-00000", "mirror.urls.part-00000", "mirror.urls.y"],
+        [],
+    )
+    assert (
+        source_for(lake, "cc.warc.CC-MAIN-1-00000") == f"https://data.commoncrawl.org/{cc}/warc/CC-MAIN-1-00000.warc.gz"
+    )
+    assert (
+        source_for(lake, "cc.wat.CC-MAIN-1-00000")
+        == f"https://data.commoncrawl.org/{cc}/wat/CC-MAIN-1-00000.warc.wat.gz"
+    )
+    assert source_for(lake, "mirror.urls.part-00000") == "s3://my-bucket/cc/laion/part-00000.parquet"
+    assert source_for(lake, "mirror.urls.y") == "https://example.org/x/y.warc"
+
+    lake.write_bytes("sources/cc/wat.paths", b"")  # a line removed: its shard stays, bound as it was
+    assert sync(lake, known=set())[0] == sorted(registry(lake))
+    assert source_for(lake, "cc.wat.CC-MAIN-1-00000").endswith("CC-MAIN-1-00000.warc.wat.gz")
+
+
+def test_lines_that_cannot_be_shards_are_reported_by_kind_and_the_rest_registered(tmp_path):
+    lake = Lake(str(tmp_path))
+    lines = [
+        "a/ok-1.warc.gz",
+        "a/ok-1.warc.gz",  # listed twice: one shard, not a clash
+        "user:s3cr3t@mirror.example/a.warc.gz",
+        "a/../escape.warc.gz",
+        "a/b c.warc.gz",
+        "a/x.warc.gz?X-Amz-Signature=s3cr3t",
+        "https://user:s3cr3t@example.org/a.warc.gz",
+        "a/notes.warc.wet.gz",
+        "a/other.wet.gz",
+        "x" * 3000,
+    ]
+    _manifest(lake, "sources/cc/warc.paths.gz", lines)
+    lake.write_bytes("sources/cc/broken.paths.gz", b"\x1f\x8b\x08junk")
+    lake.write_bytes("sources/bad/base_url", b"https://k:s3cr3t@mirror.example/\n")
+    _manifest(lake, "sources/bad/warc.paths.gz", ["a/ok-2.warc.gz"])
+    new, refused = sync(lake, known=set())
+    assert new == ["cc.warc.ok-1"]
+    text = "\n".join(refused)
+    assert "s3cr3t" not in text
+    assert "manifest 'sources/bad/warc.paths.gz' cannot be read" in text and "carries credentials" in text
+    assert "manifest 'sources/cc/broken.paths.gz' cannot be read" in text
+    assert "4 line(s) of manifest 'sources/cc/warc.paths.gz' cannot be shards (not a relative path" in text
+    assert "e.g. 'user…'" in text
+    assert "2 line(s) of manifest 'sources/cc/warc.paths.gz' cannot be shards (not a .warc.wat.gz" in text
+    assert "(the line is too long)" in text and "carries credentials" in text
+
+
+def test_a_line_and_a_file_with_one_key_are_both_refused_and_a_later_line_cannot_take_a_key(tmp_path):
+    lake = Lake(str(tmp_path))
+    _manifest(lake, "sources/cc/warc.paths.gz", ["a/one.warc.gz", "b/two.warc.gz"])
+    lake.write_bytes("sources/cc/warc/one.warc.gz", b"x")
+    new, refused = sync(lake, known=set())
+    assert new == ["cc.warc.two"]
+    assert len(refused) == 1 and "all map to shard 'cc.warc.one'" in refused[0]
+    _manifest(lake, "sources/cc/warc.paths.gz", ["a/one.warc.gz", "b/two.warc.gz", "c/TWO.warc.gz"])
+    lake.delete("sources/cc/warc/one.warc.gz")
+    new, refused = sync(lake, known={"cc.warc.two"})
+    assert new == ["cc.warc.one"]
+    assert len(refused) == 1 and "all map to shard 'cc.warc.two'" in refused[0]  # the rule for files, too
+    assert source_for(lake, "cc.warc.two") == "https://data.commoncrawl.org/b/two.warc.gz"  # still bound to it
+
+
+def test_a_long_manifest_registers_every_line_and_appended_lines_join(tmp_path):
+    """Common Crawl lists 80,000-100,000 WARC files a crawl; the bench registers 100,000 (docs/benchmarks.md)."""
+    lake = Lake(str(tmp_path))
+    lines = [f"crawl-data/C/segments/{i // 500}/warc/C-{i:05d}.warc.gz" for i in range(20_000)]
+    _manifest(lake, "sources/cc/warc.paths.gz", lines)
+    new, refused = sync(lake, known=set())
+    assert (len(new), refused) == (20_000, [])
+    _manifest(lake, "sources/cc/warc.paths.gz", [*lines, "crawl-data/C/segments/x/warc/C-20000.warc.gz"])
+    assert sync(lake, known=set(new)) == (["cc.warc.C-20000"], [])
+    assert list(registry(lake))[-1] == "cc.warc.C-20000"  # the order lines arrived in
