@@ -3,8 +3,9 @@
 Steps of one Dagster run may execute in separate processes (the multiprocess executor, one pod per step on
 Kubernetes), so there is no shared in-memory run handle. Each step finds the MLflow run tagged with its Dagster
 run id and its kind (the run itself, or one shard of it), creating it when none exists. Two steps racing to create
-it converge: after creating, a step waits a moment (longer than a creation takes to become visible), re-reads all
-runs with those tags, adopts the oldest and deletes its own if it lost. Without the wait, a step that looked before
+it converge: on a SQLite store they take turns under a file lock; against a tracking server, after creating, a
+step waits a moment (longer than a creation takes to become visible), re-reads all runs with those tags, adopts
+the oldest and deletes its own if it lost. Without the wait, a step that looked before
 its rival's run was visible would keep its own run while the rival picks the older one. The runs are ended with
 the Dagster run's real status by a run-status sensor (:func:`Tracker.end_dagster_run`). The client API
 (``MlflowClient``) is used throughout, never the global ``mlflow.start_run`` state, so concurrent steps in one
@@ -59,17 +60,19 @@ def default_tracking_uri(local_root: Path) -> str:
 
 
 @contextlib.contextmanager
-def _first_use(tracking_uri: str) -> Iterator[None]:
-    """Serialise opening a SQLite store across processes: opening creates and migrates the schema, and two runs
-    starting together on a fresh store would otherwise race through the migration and fail."""
+def _store_lock(tracking_uri: str) -> Iterator[bool]:
+    """Serialise a SQLite store's users on this machine (processes and threads alike); yields whether it did.
+
+    Opening a fresh store creates and migrates its schema, which two runs starting together would race through;
+    and a lock makes adopting a Dagster run's MLflow run exact, where a server's users have to settle a race."""
     if not tracking_uri.startswith("sqlite:///"):
-        yield
+        yield False
         return
     lock = Path(tracking_uri.removeprefix("sqlite:///")).with_suffix(".lock")
     with lock.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -88,7 +91,7 @@ class Tracker:
         self.tracking_uri = check_tracking_uri(tracking_uri)
         self.ui_url = ui_url
         self.settle_seconds = settle_seconds
-        with _first_use(tracking_uri):
+        with _store_lock(tracking_uri):
             self.client = MlflowClient(tracking_uri=tracking_uri)
             found = self.client.get_experiment_by_name(experiment)
         if found is None:
@@ -131,11 +134,14 @@ class Tracker:
     def _adopt(
         self, dagster_run_id: str, kind: str, partition: str | None, tags: Mapping[str, str], name: str | None
     ) -> str:
-        existing = self.runs_for(dagster_run_id, kind, partition)
-        if existing:
-            return _oldest(existing).info.run_id
-        all_tags = {DAGSTER_RUN_TAG: dagster_run_id, KIND_TAG: kind, **tags}
-        mine = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        with _store_lock(self.tracking_uri) as serialised:
+            existing = self.runs_for(dagster_run_id, kind, partition)
+            if existing:
+                return _oldest(existing).info.run_id
+            all_tags = {DAGSTER_RUN_TAG: dagster_run_id, KIND_TAG: kind, **tags}
+            mine = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+            if serialised:
+                return mine.info.run_id
         time.sleep(self.settle_seconds)
         winner = _oldest(self.runs_for(dagster_run_id, kind, partition) or [mine])
         if winner.info.run_id != mine.info.run_id:
