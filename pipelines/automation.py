@@ -10,8 +10,8 @@ whenever the sensor was turned on and however the runs fell into ticks:
   stages of one level that become due together for a shard are requested in the same tick and run as one run.
 - A global step is due when something it reads changed since it last ran; it waits until nothing upstream of it is
   in flight (running, queued or requested on this tick) or itself due, so it runs once for a batch, after the
-  shards of the batch and any global step whose new output re-runs some of them. A failed shard is not in flight: it does not
-  hold back the others. ``once`` steps run when they have never run; ``new_version`` steps
+  shards of the batch and any global step whose new output re-runs some of them. A failed shard is not in
+  flight: it does not hold back the others. ``once`` steps run when they have never run; ``new_version`` steps
   (``model``) when their input has a new data version.
 - Nothing is retried after a failure until an input changes again, so a broken shard cannot make the daemon loop.
 
