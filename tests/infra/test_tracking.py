@@ -1,5 +1,7 @@
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from infra.tracking import Tracker, default_tracking_uri
 from ops.report import StageReport
 
@@ -33,3 +35,32 @@ def test_report_metrics_and_artifact(tmp_path):
     assert run.data.params == {"a": "1", "b": "2"}
     arts = [a.path for a in tracker.client.list_artifacts(run_id, "reports/crawl")]
     assert arts == ["reports/crawl/s1.json"]
+
+
+def test_a_logged_model_carries_its_architecture_for_its_tokenizer(tmp_path):
+    import json
+
+    import open_clip
+    from mlflow.artifacts import download_artifacts
+
+    from infra.tracking import ARCHITECTURE_FILE, ARCHITECTURE_TAG, log_clip_model, log_coca_model
+    from ops.training.checkpoint import register_model_config
+    from tests.ops.training.tiny import TINY_CONFIG, TINY_MODEL
+
+    tracker = Tracker(default_tracking_uri(tmp_path / "m"), "exp", artifact_location=(tmp_path / "art").as_uri())
+    run_id = tracker.run_for("r", {})
+    register_model_config(TINY_MODEL, TINY_CONFIG)
+    clip = open_clip.create_model(TINY_MODEL)
+    plain = log_clip_model(tracker, run_id, clip, "clip", {"dataset.version": "v1"})
+    assert ARCHITECTURE_TAG not in tracker.client.get_model_version("clip", plain).tags
+    kw = {"architecture": TINY_MODEL, "architecture_config": TINY_CONFIG}
+    described = log_clip_model(tracker, run_id, clip, "clip", {}, **kw)
+    assert tracker.client.get_model_version("clip", described).tags[ARCHITECTURE_TAG] == TINY_MODEL
+    local = download_artifacts(tracker.model_version_uri("clip", described), dst_path=str(tmp_path / "dl"))
+    assert json.loads((tmp_path / "dl" / "model" / ARCHITECTURE_FILE).read_text()) == {
+        "architecture": TINY_MODEL,
+        "architecture_config": TINY_CONFIG,
+    }
+    assert local.endswith("model")
+    with pytest.raises(TypeError, match="not a CoCa"):
+        log_coca_model(tracker, run_id, clip, "coca", {}, architecture=TINY_MODEL)
