@@ -25,6 +25,7 @@ from ops.layout import report_path, table_path
 from ops.quality import reasons as R
 from ops.quality.checkpoint import run_batches
 from ops.quality.samples import load_samples
+from ops.quality.thresholds import top_fraction_threshold
 from ops.report import StageReport
 
 STAGE = "quality/clip"
@@ -180,7 +181,7 @@ def clip_threshold(lake: Lake, shards: Sequence[str], top_fraction: float) -> Cl
     Sorting makes the value independent of shard order and of how samples are spread over shards; ties at the
     threshold are all kept, as in DataComp.
     """
-    if not 0.0 < top_fraction <= 1.0:
+    if not 0.0 < top_fraction <= 1.0:  # refused before any file is read
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
     models = set()
     parts = []
@@ -190,11 +191,9 @@ def clip_threshold(lake: Lake, shards: Sequence[str], top_fraction: float) -> Cl
         parts.append(scores.filter(pc.field("kept"))["clip_score"].to_numpy())
     if len(models) > 1:
         raise ValueError(f"CLIP scores from different models cannot share a threshold: {sorted(map(str, models))}")
-    values = np.sort(np.concatenate(parts) if parts else np.zeros(0, np.float32))[::-1]
-    if not len(values):
-        raise ValueError("no finite CLIP score in any shard: cannot compute a top-fraction threshold")
-    index = min(int(len(values) * top_fraction), len(values) - 1)
-    result = ClipThreshold(float(values[index]), top_fraction, len(values), len(set(shards)), str(models.pop()))
+    values = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    threshold = top_fraction_threshold(values, top_fraction, "CLIP score")
+    result = ClipThreshold(threshold, top_fraction, len(values), len(set(shards)), str(models.pop()))
     lake.write_json(THRESHOLD_PATH, asdict(result))
     return result
 

@@ -3,7 +3,9 @@
 Filters run cheapest first and each later one only sees what the earlier ones kept: metadata heuristics (no
 pixels), the CLIP score (read from ``quality/clip/<shard>.parquet``, computed first if missing), then the VLM
 judge. The tar is opened only when a model filter has samples to look at. A filter without a model is not run
-and the report says so; nothing is scored or kept on a model's behalf that did not run.
+and the report says so; nothing is scored or kept on a model's behalf that did not run. The judge is a prompted
+VLM (modes ``generate``/``logits``) or a pair scorer such as the bootstrapped CoCa (mode ``pairs``, scores and
+global thresholds from :mod:`ops.quality.judge_scores`); ``judge_model`` names the model that judged each pair.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from ops.quality import reasons as R
 from ops.quality.checkpoint import Checkpoint, run_batches
 from ops.quality.clip_score import ClipScorer, clip_score_shard, read_clip_scores, read_clip_threshold
 from ops.quality.heuristics import DATACOMP_BASIC, HeuristicConfig, heuristic_reason
-from ops.quality.judge import JudgeConfig, judge_pairs
+from ops.quality.judge import PAIRS, JudgeConfig, check_judge, judge_pairs
+from ops.quality.judge_scores import JudgeThreshold, pair_verdicts, read_judge_threshold
 from ops.quality.samples import default_upstream, load_samples
 from ops.report import StageReport
-from ops.vlm.backend import VlmBackend
+from ops.vlm.backend import PairScorer, VlmBackend
 
 STAGE = "quality"
 SCHEMA = pa.schema(
@@ -36,6 +39,9 @@ SCHEMA = pa.schema(
         ("judge_answer", pa.string()),
         ("judge_error", pa.string()),
         ("judge_digit_mass", pa.float32()),
+        ("judge_similarity", pa.float32()),
+        ("judge_likelihood", pa.float32()),
+        ("judge_model", pa.string()),
         ("kept", pa.bool_()),
         ("reason", pa.string()),
     ]
@@ -66,10 +72,12 @@ def quality_shard(
     config: QualityConfig,
     *,
     clip: ClipScorer | None = None,
-    judge: VlmBackend | None = None,
+    judge: VlmBackend | PairScorer | None = None,
     upstream: str | None = None,
 ) -> StageReport:
     """Decide every sample the upstream stage kept; publish the table, then the report."""
+    if judge is not None:
+        check_judge(judge, config.judge)
     report = StageReport(stage=STAGE, shard=shard)
     with report.timed():
         upstream = upstream or default_upstream(lake, shard)
@@ -112,6 +120,15 @@ def quality_shard(
         staged = None
         if judge is None:
             report.extra["judge"] = "no judge configured"
+        elif config.judge.mode == PAIRS:
+            verdicts, seconds, thresholds = _pair_judge(lake, shard, judge, config.judge, uids, reasons, upstream)
+            model_seconds += seconds
+            report.extra.update(
+                judge=judge.name,
+                judge_mode=PAIRS,
+                judge_similarity_threshold=thresholds.similarity,
+                judge_likelihood_threshold=thresholds.likelihood,
+            )
         else:
             before = judge.model_seconds
             todo = [i for i, r in enumerate(reasons) if not r]
@@ -128,13 +145,12 @@ def quality_shard(
                 judge_errors=json.dumps(dict(sorted(errors.items()))),
             )
 
-        empty = {name: None for name in _JUDGE_SCHEMA.names}
-        judged = [verdicts.get(uid, empty) for uid in uids]
+        judged = [verdicts.get(uid, {}) for uid in uids]
         table = pa.table(
             {
                 "uid": uids,
                 "clip_score": pa.array(clip_scores, pa.float32()),
-                **{name: [v[name] for v in judged] for name in _JUDGE_SCHEMA.names if name.startswith("judge_")},
+                **{name: [v.get(name) for v in judged] for name in _JUDGE_SCHEMA.names if name.startswith("judge_")},
                 "kept": [not r for r in reasons],
                 "reason": reasons,
             },
@@ -156,6 +172,27 @@ def _clip_threshold(lake: Lake, clip: ClipScorer, config: QualityConfig) -> floa
     if config.clip_threshold is not None:
         return float(config.clip_threshold)
     return read_clip_threshold(lake, clip.name, config.clip_top_fraction)
+
+
+def _pair_judge(
+    lake: Lake,
+    shard: str,
+    scorer: PairScorer,
+    config: JudgeConfig,
+    uids: list[str],
+    reasons: list[str],
+    upstream: str,
+) -> tuple[dict[str, dict], float, JudgeThreshold]:
+    """Pair-judge the samples every earlier filter kept (their reasons are set in place); verdicts by uid, the
+    seconds spent in the model and the global thresholds applied."""
+    threshold = read_judge_threshold(lake, scorer.name, config.similarity_top_fraction, config.likelihood_top_fraction)
+    todo = [i for i, r in enumerate(reasons) if not r]
+    verdicts, seconds = pair_verdicts(
+        lake, shard, scorer, threshold, [uids[i] for i in todo], upstream, config.batch_size
+    )
+    for i in todo:
+        reasons[i] = verdicts[uids[i]]["reason"]
+    return verdicts, seconds, threshold
 
 
 def _run_judge(
@@ -181,6 +218,7 @@ def _run_judge(
             rows["judge_answer"][i] = verdict.answer
             rows["judge_error"][i] = verdict.error or None
             rows["judge_digit_mass"][i] = verdict.digit_mass
+            rows["judge_model"][i] = backend.name
             rows["reason"][i] = verdict.reason
         return pa.table(rows, schema=_JUDGE_SCHEMA)
 

@@ -1,4 +1,5 @@
-"""A tiny CoCa trained once per session by the production training path, shared by the engine's tests."""
+"""A tiny CoCa trained once per session by the production training path, and registered in MLflow, shared by
+the engine's tests."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from infra.lake import Lake
+from infra.tracking import Tracker, default_tracking_uri, log_coca_model
 from ops.dataset import DatasetConfig, write_dataset
-from ops.training import TrainConfig, TrainResult, dataset_shards, train
+from ops.training import TrainConfig, TrainResult, dataset_shards, load_trained, train
 from tests.ops.dataset.lakes import build_lake
 from tests.ops.training.tiny import TINY_COCA_CONFIG, TINY_COCA_MODEL
 
@@ -56,3 +58,27 @@ def trained_coca(tmp_path_factory: pytest.TempPathFactory) -> TrainedCoca:
         seed=0,
     )
     return TrainedCoca(config, train(config, poll_seconds=0.2), lake, ds.version)
+
+
+@pytest.fixture(scope="session")
+def coca_registry(trained_coca: TrainedCoca, tmp_path_factory: pytest.TempPathFactory) -> tuple[Tracker, str]:
+    """The trained CoCa registered as ``clipfoundry-coca`` version 1 (alias ``round0``) and again as version 2,
+    in a SQLite MLflow store; returns the tracker and the newest version."""
+    root = tmp_path_factory.mktemp("mlflow")
+    tracker = Tracker(default_tracking_uri(root), "coca", artifact_location=(root / "artifacts").as_uri())
+    run_id = tracker.run_for("dagster-run", {})
+    model, _, _ = load_trained(trained_coca.checkpoint, TINY_COCA_MODEL, TINY_COCA_CONFIG)
+    tags = {"dataset.version": trained_coca.version}
+    first = log_coca_model(
+        tracker,
+        run_id,
+        model,
+        "clipfoundry-coca",
+        tags,
+        architecture=TINY_COCA_MODEL,
+        architecture_config=TINY_COCA_CONFIG,
+    )
+    source = tracker.client.get_model_version("clipfoundry-coca", first).source
+    second = tracker.client.create_model_version("clipfoundry-coca", source, run_id=run_id, tags=tags).version
+    tracker.client.set_registered_model_alias("clipfoundry-coca", "round0", first)
+    return tracker, str(second)

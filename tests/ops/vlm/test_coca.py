@@ -5,14 +5,13 @@ registry through the production loader."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from infra.tracking import ARCHITECTURE_TAG, Tracker, default_tracking_uri, log_clip_model, log_coca_model
+from infra.tracking import ARCHITECTURE_TAG, log_clip_model, log_coca_model
 from ops.training import load_trained
 from ops.vlm import PairScorer, VlmConfig, load_backend
 from ops.vlm.coca import CocaBackend, last_position_logits
@@ -156,30 +155,8 @@ def test_captions_that_fit_their_image_score_higher_after_training(backend) -> N
     assert right.likelihood.mean() > wrong.likelihood.mean()
 
 
-@pytest.fixture(scope="module")
-def registry(trained_coca, tmp_path_factory) -> tuple[Tracker, str]:
-    root = tmp_path_factory.mktemp("mlflow")
-    tracker = Tracker(default_tracking_uri(root), "coca", artifact_location=(root / "artifacts").as_uri())
-    run_id = tracker.run_for("dagster-run", {})
-    model, _, _ = load_trained(trained_coca.checkpoint, TINY_COCA_MODEL, TINY_COCA_CONFIG)
-    tags = {"dataset.version": trained_coca.version}
-    first = log_coca_model(
-        tracker,
-        run_id,
-        model,
-        "clipfoundry-coca",
-        tags,
-        architecture=TINY_COCA_MODEL,
-        architecture_config=TINY_COCA_CONFIG,
-    )
-    source = tracker.client.get_model_version("clipfoundry-coca", first).source
-    second = tracker.client.create_model_version("clipfoundry-coca", source, run_id=run_id, tags=tags).version
-    tracker.client.set_registered_model_alias("clipfoundry-coca", "round0", first)
-    return tracker, str(second)
-
-
-def test_round_trips_through_the_mlflow_registry(registry, backend, trained_coca) -> None:
-    tracker, version = registry
+def test_round_trips_through_the_mlflow_registry(coca_registry, backend, trained_coca) -> None:
+    tracker, version = coca_registry
     assert version == "2"
     tags = tracker.client.get_model_version("clipfoundry-coca", "1").tags
     assert tags[ARCHITECTURE_TAG] == TINY_COCA_MODEL and tags["dataset.version"] == trained_coca.version
@@ -199,8 +176,8 @@ def test_round_trips_through_the_mlflow_registry(registry, backend, trained_coca
     assert loaded.name == f"{TINY_COCA_MODEL}@{download}"
 
 
-def test_what_is_not_a_usable_coca_is_refused(registry, trained_coca, tmp_path: Path) -> None:
-    tracker, _ = registry
+def test_what_is_not_a_usable_coca_is_refused(coca_registry, trained_coca) -> None:
+    tracker, _ = coca_registry
     checkpoint = str(trained_coca.checkpoint)
     with pytest.raises(ValueError, match="architecture"):
         load_backend(VlmConfig(model=checkpoint, backend="coca"))
