@@ -24,7 +24,7 @@ from ops.quality.checkpoint import run_batches
 from ops.quality.judge import render_prompt
 from ops.quality.samples import load_samples
 from ops.report import StageReport
-from ops.vlm.backend import VlmBackend
+from ops.vlm.backend import Captioner
 
 STAGE = "recaption"
 UNDECODABLE = "undecodable"
@@ -61,7 +61,7 @@ def recaption_shard(
     lake: Lake,
     shard: str,
     config: RecaptionConfig,
-    captioner: VlmBackend | None,
+    captioner: Captioner | None,
     *,
     upstream: str = "quality",
 ) -> StageReport:
