@@ -9,23 +9,40 @@ Pages embed the server's base URL, so start the server first and generate with i
     with serve(out / "site") as server:
         web = generate(out, server.url)
 
-Concepts are coloured shapes ("red circle") with a long-tailed frequency; see ``concepts`` for the
-vocabulary, ``render`` for the pictures, ``generator`` for the noise kinds and their fractions and
-``server`` for the routes. Plain Python: no Dagster import.
+Concepts are coloured shapes ("red circle") with a long-tailed frequency. ``generate(..., mode="hard")`` writes
+a web where about half the captions are mismatched, generic or junk and many images are look-alike product
+shots, with the worth of every caption in its ground truth. See ``concepts`` for the vocabulary, ``render`` for
+the pictures, ``generator`` for the noise kinds and their fractions and ``server`` for the routes. Plain
+Python: no Dagster import.
 """
 
 from infra.sample_web.concepts import CONCEPTS, metadata_entries, ranked_concepts
-from infra.sample_web.generator import EXPECT, NOISE_FRACTIONS, PER_SHARD, SOURCE_NAME, SampleWeb, generate
+from infra.sample_web.generator import (
+    EXPECT,
+    HARD_NOISE_FRACTIONS,
+    MODES,
+    NOISE_FRACTIONS,
+    PER_SHARD,
+    PRODUCT_SHARE,
+    SOURCE_NAME,
+    SampleWeb,
+    caption_truth,
+    generate,
+)
 from infra.sample_web.server import SampleWebServer, serve
 
 __all__ = [
     "CONCEPTS",
     "EXPECT",
+    "HARD_NOISE_FRACTIONS",
+    "MODES",
     "NOISE_FRACTIONS",
     "PER_SHARD",
+    "PRODUCT_SHARE",
     "SOURCE_NAME",
     "SampleWeb",
     "SampleWebServer",
+    "caption_truth",
     "generate",
     "metadata_entries",
     "ranked_concepts",
