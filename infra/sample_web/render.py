@@ -5,10 +5,11 @@ ignore: size, position, rotation, colour jitter, a background gradient and blotc
 small distractor shape of another concept. Everything is drawn from a numpy ``Generator`` owned by the caller,
 so one (seed, image id) pair always gives the same pixels and, through Pillow's encoders, the same bytes.
 
-The hard web adds a second style, ``product``: a catalogue shot, the object centred at one size on a nearly flat
-white or beige background, its colour washed out towards grey and jittered more, no distractor. Product shots of
-different concepts look alike (red, orange, pink and brown overlap; shapes differ only in outline), which is
-what makes a mismatched caption hard to tell from a right one.
+The hard web adds a second style, ``product``: a catalogue shot, the object near the centre on a nearly flat white
+or beige background, its colour washed out towards grey and jittered more, printed with broad bands of a lighter
+and a darker shade, no distractor. Product shots of different concepts look alike (red, orange, pink and brown
+overlap; shapes differ only in outline), which is what makes a mismatched caption hard to tell from a right one;
+the print makes two products of one concept different images, not near duplicates.
 """
 
 from __future__ import annotations
@@ -101,14 +102,27 @@ def sample_scene(
 
 def _product_scene(rng: np.random.Generator, concept: str, width: int, height: int) -> Scene:
     short = min(width, height)
-    radius = float(rng.uniform(0.30, 0.34) * short)
-    cx = width / 2 + float(rng.uniform(-0.03, 0.03)) * width
-    cy = height / 2 + float(rng.uniform(-0.03, 0.03)) * height
+    radius = float(rng.uniform(0.24, 0.36) * short)
+    cx = width / 2 + float(rng.uniform(-0.08, 0.08)) * width
+    cy = height / 2 + float(rng.uniform(-0.08, 0.08)) * height
     colour, _ = concept_parts(concept)
     washed = tuple(round((1 - _PRODUCT_WASH) * v + _PRODUCT_WASH * 128) for v in COLOURS[colour])
-    main = Shape(concept, cx, cy, radius, float(rng.uniform(-0.15, 0.15)), _jitter(rng, washed, _PRODUCT_JITTER))
+    main = Shape(concept, cx, cy, radius, float(rng.uniform(0, 2 * math.pi)), _jitter(rng, washed, _PRODUCT_JITTER))
     background = _PRODUCT_BACKGROUNDS[int(rng.integers(len(_PRODUCT_BACKGROUNDS)))]
     return Scene(width, height, background, main, None, int(rng.integers(2**31)), style="product")
+
+
+def _print_fill(shape: Shape, size: tuple[int, int], seed: int) -> Image.Image:
+    """The object's own print: broad bands of a lighter and a darker shade at a random angle and width, so two
+    products of one concept differ as two shirts of one colour do (and a perceptual hash tells them apart)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    theta = rng.uniform(0, math.pi)
+    period = shape.radius * rng.uniform(0.5, 1.4)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    phase = (xs * math.cos(theta) + ys * math.sin(theta)) * (2 * math.pi / period) + rng.uniform(0, 2 * math.pi)
+    shade = np.float32(rng.uniform(22, 40)) * np.sign(np.sin(phase))[..., None]
+    return Image.fromarray(np.clip(np.array(shape.rgb, np.float32) + shade, 0, 255).astype(np.uint8), mode="RGB")
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
@@ -194,7 +208,11 @@ def render(scene: Scene) -> Image.Image:
     for shape in (scene.main, scene.distractor):
         if shape is not None:
             mask, offset = _shape_mask(shape)
-            img.paste(Image.new("RGB", mask.size, shape.rgb), offset, mask)
+            plain = scene.style != "product" or shape is not scene.main
+            fill = (
+                Image.new("RGB", mask.size, shape.rgb) if plain else _print_fill(shape, mask.size, scene.texture_seed)
+            )
+            img.paste(fill, offset, mask)
     return img
 
 
