@@ -456,3 +456,18 @@ def test_hard_mode_is_deterministic_and_the_standard_truth_gains_caption_worth(t
     assert worth == Counter({"correct": sum(r["kind"] == "clean" for r in truth)}) + Counter(
         {"mismatched": sum(r["kind"] == "mismatch" for r in truth), "junk": sum(r["kind"] == "junk_alt" for r in truth)}
     )
+
+
+# The standard web (SMALL, seed 3) as the project generated it before the hard mode existed: its crawl input,
+# served files and eval split, everything but the ground truth's new columns and the recorded parameters.
+STANDARD_DIGEST = "dd452c6b4faa3a41d16242f76c9b02abaee759fe9fd3dff43aed977f60ca170d"
+
+
+def test_the_standard_web_is_byte_identical_to_before_the_hard_mode(tmp_path: Path) -> None:
+    """``make demo`` must not change: the hard mode draws its own randomness, never the standard web's."""
+    generate(tmp_path, "http://127.0.0.1:8765", seed=3, **SMALL)
+    files = _files(tmp_path)
+    digest = hashlib.sha256()
+    for name in sorted(set(files) - {"ground_truth.parquet", "sample_web.json"}):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    assert digest.hexdigest() == STANDARD_DIGEST
