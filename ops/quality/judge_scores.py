@@ -10,12 +10,13 @@ same exact, streaming radix select as the CLIP threshold (:mod:`ops.quality.topf
 memory at a time. The quality stage then keeps a pair when each configured score reaches its threshold, and
 records which one it missed.
 
-The score table belongs to the quality stage (it is not a stage of the graph of its own): the quality stage
-writes it when it is missing, and the global step that turns it into thresholds is called by whoever drives the
-pair judge (see docs/decisions.md, "Bootstrapped CoCa: captioner and pair judge"). Scoring every entering sample,
-not only what the cheaper filters keep, makes the table describe the pool and stay valid when the heuristics or
-the CLIP threshold change; the fractions are therefore shares of the pool entering quality. The pass is resumable
-(:func:`ops.quality.checkpoint.run_batches`).
+The score table belongs to the quality stage (it is not a stage of the graph of its own): whoever drives the pair
+judge scores every shard (:func:`judge_score_shard`) and computes the thresholds before the quality stage runs
+(see docs/decisions.md, "Bootstrapped CoCa: captioner and pair judge"); the quality stage refuses a shard whose
+scores are missing, are for other samples, or are not those the thresholds were computed over. Scoring every
+entering sample, not only what the cheaper filters keep, makes the table describe the pool and stay valid when the
+heuristics or the CLIP threshold change; the fractions are therefore shares of the pool entering quality. The
+pass is resumable (:func:`ops.quality.checkpoint.run_batches`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ops.quality import reasons as R
 from ops.quality.checkpoint import run_batches
 from ops.quality.topfraction import NoScores, top_fraction_threshold
 from ops.report import ConservationError, StageReport
-from ops.stage import entering
+from ops.stage import entering, table_digest
 from ops.vlm.backend import PairScorer
 
 THRESHOLD_PATH = "quality/judge_threshold.json"
@@ -128,6 +129,7 @@ class JudgeThreshold:
     scores: int
     shards: int
     model: str
+    digests: dict[str, str]  # per shard, of the score table the thresholds were computed over
 
     def reason(self, similarity: float | None, likelihood: float | None) -> str:
         """Why a pair with these scores is dropped, or "" when it is kept (a missing score is not a number)."""
@@ -160,6 +162,7 @@ def judge_threshold(
             raise ValueError(f"top fractions must be in (0, 1], got {fraction}")
     shards = sorted(set(shards))
     models = {lake.read_json(scores_report(shard)).get("extra", {}).get("model") for shard in shards}
+    digests = {shard: _digest(lake.read_parquet(scores_table(shard))) for shard in shards}
     if len(models) > 1:
         raise ValueError(f"judge scores from different models cannot share a threshold: {sorted(map(str, models))}")
 
@@ -190,6 +193,7 @@ def judge_threshold(
         scores=max(counted.values()),
         shards=len(shards),
         model=str(models.pop()) if models else "",
+        digests=digests,
     )
     lake.write_json(THRESHOLD_PATH, asdict(result))
     return result
@@ -209,22 +213,34 @@ def read_judge_threshold(
     return data
 
 
+def _digest(scores: pa.Table) -> str:
+    return table_digest(scores.select(["uid", *SCORES, "kept"]))
+
+
 def pair_verdicts(
     lake: Lake,
     shard: str,
-    scorer: PairScorer,
+    model: str,
     threshold: JudgeThreshold,
+    entering_uids: Sequence[str],
     uids: Sequence[str],
-    batch_size: int,
-) -> tuple[dict[str, dict], float]:
-    """Verdict columns by uid for ``uids`` (the pairs every earlier filter kept), from the shard's score table,
-    scoring the shard first when its table is missing or was written for other samples or another model; and
-    the seconds spent in the model doing so."""
-    scores = read_judge_scores(lake, shard, scorer.name)
-    seconds = 0.0
-    if scores is None or not set(uids) <= set(scores["uid"].to_pylist()):
-        seconds = judge_score_shard(lake, shard, scorer, batch_size).extra["model_seconds"]
-        scores = read_judge_scores(lake, shard, scorer.name)
+) -> dict[str, dict]:
+    """Verdict columns by uid for ``uids`` (the pairs every earlier filter kept), from the shard's score table.
+
+    The table must score exactly the samples entering quality (``entering_uids``), be written by ``model``, and be
+    the one the thresholds were computed over. Anything else is refused, naming what to re-run: judging a shard
+    against thresholds computed without its current scores would make its decisions depend on a stale pool.
+    """
+    scores = read_judge_scores(lake, shard, model)
+    if scores is None or scores["uid"].to_pylist() != list(entering_uids):
+        raise ValueError(
+            f"shard {shard!r} has no judge scores by {model} for the samples entering quality: run "
+            "judge_score_shard for it, then judge_threshold"
+        )
+    if threshold.digests.get(shard) != _digest(scores):
+        raise ValueError(
+            f"{THRESHOLD_PATH} was computed without shard {shard!r}'s current scores: re-run judge_threshold"
+        )
     rows = {row["uid"]: row for row in scores.to_pylist()}
     verdicts = {}
     for uid in uids:
@@ -234,7 +250,7 @@ def pair_verdicts(
         verdicts[uid] = {
             "judge_similarity": similarity,
             "judge_likelihood": likelihood,
-            "judge_model": scorer.name if row["reason"] != R.UNDECODABLE else None,
+            "judge_model": model if row["reason"] != R.UNDECODABLE else None,
             "reason": reason,
         }
-    return verdicts, seconds
+    return verdicts

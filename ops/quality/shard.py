@@ -101,8 +101,7 @@ def quality_shard(
         if judge is None:
             extra["judge"] = "no judge configured"
         elif config.judge.mode == PAIRS:
-            verdicts, seconds, thresholds = _pair_judge(lake, shard, judge, config.judge, uids, reasons)
-            model_seconds += seconds
+            verdicts, thresholds = _pair_judge(lake, shard, judge, config.judge, uids, reasons)
             extra.update(
                 judge=judge.name,
                 judge_mode=PAIRS,
@@ -144,21 +143,16 @@ def quality_shard(
 
 
 def _pair_judge(
-    lake: Lake,
-    shard: str,
-    scorer: PairScorer,
-    config: JudgeConfig,
-    uids: list[str],
-    reasons: list[str],
-) -> tuple[dict[str, dict], float, JudgeThreshold]:
-    """Pair-judge the samples every earlier filter kept (their reasons are set in place); verdicts by uid, the
-    seconds spent in the model and the global thresholds applied."""
+    lake: Lake, shard: str, scorer: PairScorer, config: JudgeConfig, uids: list[str], reasons: list[str]
+) -> tuple[dict[str, dict], JudgeThreshold]:
+    """Pair-judge the samples every earlier filter kept (their reasons are set in place) from the shard's published
+    scores; verdicts by uid and the global thresholds applied."""
     threshold = read_judge_threshold(lake, scorer.name, config.similarity_top_fraction, config.likelihood_top_fraction)
     todo = [i for i, r in enumerate(reasons) if not r]
-    verdicts, seconds = pair_verdicts(lake, shard, scorer, threshold, [uids[i] for i in todo], config.batch_size)
+    verdicts = pair_verdicts(lake, shard, scorer.name, threshold, uids, [uids[i] for i in todo])
     for i in todo:
         reasons[i] = verdicts[uids[i]]["reason"]
-    return verdicts, seconds, threshold
+    return verdicts, threshold
 
 
 def _run_judge(

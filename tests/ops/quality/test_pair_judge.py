@@ -4,6 +4,7 @@ judged it, and resume after an interruption."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +106,8 @@ def test_thresholds_are_top_fractions_over_all_shards_in_any_order(tmp_path: Pat
     _scores(two, "x", similarity[order[:300]].tolist(), likelihood[order[:300]].tolist())
     _scores(two, "y", similarity[order[300:]].tolist(), likelihood[order[300:]].tolist())
     found = judge_threshold(one, ["b", "a"], 0.3, 0.5)
-    assert found == judge_threshold(two, ["x", "y"], 0.3, 0.5)
+    assert replace(found, digests={}) == replace(judge_threshold(two, ["x", "y"], 0.3, 0.5), digests={})
+    assert sorted(found.digests) == ["a", "b"]
     assert found.similarity == pytest.approx(-np.sort(-similarity)[150], abs=1e-6)
     assert found.likelihood == pytest.approx(-np.sort(-likelihood)[250], abs=1e-6)
     assert (found.scores, found.shards, found.model) == (500, 2, "m")
@@ -165,6 +167,12 @@ def test_quality_keeps_what_reaches_every_threshold_and_records_who_judged(tmp_p
     assert report.extra["judge"] == coca.name and report.extra["judge_mode"] == "pairs"
     assert report.extra["judge_similarity_threshold"] == thresholds.similarity
     assert lake.exists(THRESHOLD_PATH)
+    judge_threshold(lake, ["s1"], 0.6, 0.6)  # computed without s0's scores
+    with pytest.raises(ValueError, match="re-run judge_threshold"):
+        quality_shard(lake, "s0", config, judge=coca)
+    lake.delete(scores_report("s0"))
+    with pytest.raises(ValueError, match="run judge_score_shard"):
+        quality_shard(lake, "s0", config, judge=coca)
 
 
 def test_backends_and_modes_that_do_not_fit_are_refused(tmp_path: Path, coca) -> None:
