@@ -38,6 +38,8 @@ PARTITION_TAG = "dagster.partition"
 PARENT_TAG = "mlflow.parentRunId"
 # Dagster's end of a run -> MLflow's
 END_STATUS = {"SUCCESS": "FINISHED", "FAILURE": "FAILED", "CANCELED": "KILLED"}
+ARCHITECTURE_TAG = "open_clip.architecture"
+ARCHITECTURE_FILE = "open_clip_model.json"  # beside a logged model; read back by ops.vlm.coca
 
 
 def check_tracking_uri(uri: str) -> str:
@@ -214,24 +216,40 @@ def _oldest(runs: list[Any]) -> Any:
     return min(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
 
 
-def log_clip_model(tracker: Tracker, run_id: str, model: Any, registered_name: str, tags: dict[str, str]) -> str:
+def log_clip_model(
+    tracker: Tracker,
+    run_id: str,
+    model: Any,
+    registered_name: str,
+    tags: dict[str, str],
+    *,
+    architecture: str | None = None,
+    architecture_config: dict[str, Any] | None = None,
+) -> str:
     """Log an open_clip model to the run, register it, tag the version with its lineage; returns the version.
 
     Only the client API is used (no ``mlflow.start_run``), so nothing global changes in a long-lived process.
     MLflow 3's default format needs an input example, which a two-tower CLIP has no single form of, so the
-    model is saved in pickle format (load it only from a tracking server you trust).
+    model is saved in pickle format (load it only from a tracking server you trust). With ``architecture``,
+    the open_clip model name (and a custom config) is saved beside it as ``open_clip_model.json`` and tagged
+    ``open_clip.architecture``: the pickle holds the weights and code, but its tokenizer is found by that name.
     """
     import mlflow.pytorch
     from mlflow.exceptions import MlflowException
 
+    version_tags = dict(tags)
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "model"
         mlflow.pytorch.save_model(model, str(local), serialization_format="pickle")
+        if architecture is not None:
+            described = {"architecture": architecture, "architecture_config": architecture_config}
+            (local / ARCHITECTURE_FILE).write_text(json.dumps(described, indent=1, sort_keys=True))
+            version_tags[ARCHITECTURE_TAG] = architecture
         tracker.client.log_artifacts(run_id, str(local), "model")
     source = f"{tracker.client.get_run(run_id).info.artifact_uri}/model"
     with contextlib.suppress(MlflowException):  # it exists already
         tracker.client.create_registered_model(registered_name)
-    version = tracker.client.create_model_version(registered_name, source, run_id=run_id, tags=tags)
+    version = tracker.client.create_model_version(registered_name, source, run_id=run_id, tags=version_tags)
     return str(version.version)
 
 
@@ -280,3 +298,28 @@ def resolve_clip_model(clip: ClipScoreConfig, tracker: Tracker) -> tuple[ClipMod
         )
     spec = ClipModelSpec(model=clip.model, pretrained=clip.pretrained, mlflow_uri=uri, source=source)
     return spec, spec.name
+
+
+def log_coca_model(
+    tracker: Tracker,
+    run_id: str,
+    model: Any,
+    registered_name: str,
+    tags: dict[str, str],
+    *,
+    architecture: str,
+    architecture_config: dict[str, Any] | None = None,
+) -> str:
+    """Log and register a CoCa as :func:`log_clip_model` does, always with its architecture, which the
+    captioner's loader (``ops.vlm.coca``) needs for the tokenizer; returns the version."""
+    if not hasattr(model, "text_decoder"):
+        raise TypeError(f"a {type(model).__name__} is not a CoCa (it has no text decoder)")
+    return log_clip_model(
+        tracker,
+        run_id,
+        model,
+        registered_name,
+        tags,
+        architecture=architecture,
+        architecture_config=architecture_config,
+    )

@@ -11,13 +11,26 @@ Pages embed the base URL they are generated with: a test can generate with the s
 
 while the demo generates with the fixed :data:`ORIGIN` and lets the download stage map it to the server.
 
-Concepts are coloured shapes ("red circle") with a long-tailed frequency; see ``concepts`` for the
-vocabulary, ``render`` for the pictures, ``generator`` for the noise kinds and their fractions and
-``server`` for the routes. Plain Python: no Dagster import.
+Concepts are coloured shapes ("red circle") with a long-tailed frequency. ``generate(..., mode="hard")`` writes
+a web where about half the captions are mismatched, generic or junk and many images are look-alike product
+shots, with the worth of every caption in its ground truth. See ``concepts`` for the vocabulary, ``render`` for
+the pictures, ``generator`` for the noise kinds and their fractions and ``server`` for the routes. Plain
+Python: no Dagster import.
 """
 
 from infra.sample_web.concepts import CONCEPTS, metadata_entries, ranked_concepts
-from infra.sample_web.generator import EXPECT, NOISE_FRACTIONS, PER_SHARD, SOURCE_NAME, SampleWeb, generate
+from infra.sample_web.generator import (
+    EXPECT,
+    HARD_NOISE_FRACTIONS,
+    MODES,
+    NOISE_FRACTIONS,
+    PER_SHARD,
+    PRODUCT_SHARE,
+    SOURCE_NAME,
+    SampleWeb,
+    caption_truth,
+    generate,
+)
 from infra.sample_web.server import SampleWebServer, serve
 
 # The origin the demo's pages and WARCs name, whatever port the site is served on: the download stage maps it
@@ -28,12 +41,16 @@ ORIGIN = "http://sample-web.test"
 __all__ = [
     "CONCEPTS",
     "EXPECT",
+    "HARD_NOISE_FRACTIONS",
+    "MODES",
     "NOISE_FRACTIONS",
     "ORIGIN",
     "PER_SHARD",
+    "PRODUCT_SHARE",
     "SOURCE_NAME",
     "SampleWeb",
     "SampleWebServer",
+    "caption_truth",
     "generate",
     "metadata_entries",
     "ranked_concepts",

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--eval-per-class", type=int, default=10)
     gen.add_argument("--slow-links", type=int, default=1)
     gen.add_argument("--slow-seconds", type=float, default=3.0)
+    gen.add_argument("--mode", choices=("standard", "hard"), default="standard", help="hard: half the captions bad")
     srv = sub.add_parser("serve", help="serve a generated site on 127.0.0.1 until Ctrl-C or SIGTERM")
     srv.add_argument("--site", type=Path, required=True)
     srv.add_argument("--host", default="127.0.0.1")
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             slow_links=args.slow_links,
             slow_seconds=args.slow_seconds,
             seed=args.seed,
+            mode=args.mode,
         )
         print(web.manifest_path.read_text(), end="")
         return 0

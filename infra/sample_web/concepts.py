@@ -72,6 +72,43 @@ def zipf_quota(n: int) -> dict[str, int]:
     return dict(zip(ranked, (counts + floor).tolist(), strict=True))
 
 
+def zipf_weights() -> dict[str, float]:
+    """Each concept's share of the web by rank alone (no floor), for drawing what a wrong caption names: a page
+    mislabels its images with the names it uses most."""
+    ranked = ranked_concepts()
+    weights = 1.0 / np.arange(1, len(ranked) + 1) ** ZIPF_EXPONENT
+    return dict(zip(ranked, (weights / weights.sum()).tolist(), strict=True))
+
+
+# Concepts a shopper confuses: neighbouring colours, shapes alike in outline.
+LOOK_ALIKE_COLOURS: dict[str, tuple[str, ...]] = {
+    "red": ("orange", "pink", "brown"),
+    "orange": ("red", "yellow", "brown"),
+    "yellow": ("orange", "green"),
+    "green": ("yellow", "blue"),
+    "blue": ("purple", "green"),
+    "purple": ("blue", "pink"),
+    "pink": ("red", "purple"),
+    "brown": ("red", "orange"),
+}
+LOOK_ALIKE_SHAPES: dict[str, tuple[str, ...]] = {
+    "circle": ("ring",),
+    "ring": ("circle",),
+    "square": ("cross", "circle"),
+    "cross": ("star", "square"),
+    "star": ("cross", "triangle"),
+    "triangle": ("star",),
+}
+
+
+def look_alike(rng: np.random.Generator, concept: str) -> str:
+    """Another concept that looks much like ``concept``: a neighbouring colour or a shape alike in outline."""
+    colour, shape = concept_parts(concept)
+    if rng.random() < 0.5:
+        return f"{_pick(rng, LOOK_ALIKE_COLOURS[colour])} {shape}"
+    return f"{colour} {_pick(rng, LOOK_ALIKE_SHAPES[shape])}"
+
+
 def metadata_entries() -> list[str]:
     """A MetaCLIP-format metadata list for the sample web: colours, shapes, concept bigrams, backgrounds.
 
@@ -121,6 +158,24 @@ JUNK_ALT: tuple[str, ...] = (
     "see the full gallery",
     "picture of the week",
     "screenshot {n}",
+)
+
+GENERIC: tuple[str, ...] = (
+    "product photo, front view",
+    "new arrivals in our shop this week",
+    "item pictured may vary from the one delivered",
+    "one of our best sellers",
+    "a nice picture for your project",
+    "buy now with free shipping",
+    "high quality image of the product",
+    "a simple design we like a lot",
+)
+GENERIC_WITH_BACKDROP: tuple[str, ...] = (
+    "product shot on a {bg} background",
+    "catalogue picture, {bg} backdrop",
+    "our bestseller photographed on {bg}",
+    "an item on a {bg} background, studio light",
+    "isolated object on {bg}",
 )
 
 # German: (stem, declinable); nouns with grammatical gender.
@@ -219,6 +274,14 @@ def english_caption(
 
 def junk_caption(rng: np.random.Generator) -> str:
     return _pick(rng, JUNK_ALT).format(n=int(rng.integers(1, 10000)))
+
+
+def generic_caption(rng: np.random.Generator, *, bg: str) -> str:
+    """A caption that says nothing about which concept is shown. Half name the backdrop, a word the sample web's
+    metadata lists, so they pass MetaCLIP curation as real boilerplate does; the rest usually match nothing."""
+    if rng.random() < 0.5:
+        return _pick(rng, GENERIC_WITH_BACKDROP).format(bg=bg)
+    return _pick(rng, GENERIC)
 
 
 def foreign_caption(rng: np.random.Generator, concept: str, lang: str, *, bg: str) -> str:

@@ -51,6 +51,19 @@ path- or protocol-relative), one page per shard is ISO-8859-1 encoded and carrie
 ``<img>`` markup varies (attribute order and case, quoting, ``title`` next to ``alt``, links around images).
 About 10% of ordinary images are 400-640 px (for download resizing); the rest are 224-320 px.
 
+**The hard web** (``mode="hard"``, same size) is built to be as hard as real noisy webs: about half of all
+captions are mismatched, generic or junk (``HARD_NOISE_FRACTIONS``: mismatch 27%, generic 12%, junk 10% of
+the links), a wrong caption names a look-alike concept half the time (a neighbouring colour, a shape alike in
+outline) and otherwise a concept drawn as often as the web names it, and ``PRODUCT_SHARE`` (40%) of the images
+(and of the eval split) are look-alike product shots (``render``'s ``product`` style, 200-240 px). Duplicates
+are a little more frequent (exact 5%, near 6%, repeated URL 2%). ``generic`` captions ("product shot on a white
+background", "new arrivals in our shop this week") name no concept; half name a backdrop, which the sample
+web's metadata lists, so they pass curation as real boilerplate does and only a judge can catch them.
+
+Besides ``kind`` and ``expect``, the ground truth gives every link ``caption_truth`` (``correct``,
+``mismatched``, ``generic``, ``junk``, or null: see :func:`caption_truth`), the ``concept`` its image shows and
+the caption names (``caption_concept``), and the image ``style`` (``varied`` or ``product``).
+
 Randomness comes from numpy generators keyed by (seed, purpose, id), so one link's image does not depend on
 how many links came before it or on thread scheduling; WARC dates and record ids are derived from the seed and
 position; Pillow's encoders and zlib are deterministic. Same arguments, same bytes.
@@ -89,8 +102,11 @@ from infra.sample_web.concepts import (
     class_dirname,
     english_caption,
     foreign_caption,
+    generic_caption,
     junk_caption,
+    look_alike,
     zipf_quota,
+    zipf_weights,
 )
 
 SOURCE_NAME = "sample_web"
@@ -110,6 +126,26 @@ NOISE_FRACTIONS: dict[str, float] = {
     "not_found": 0.01,
 }
 """Fraction of the links on each shard's ordinary (not opted-out) pages, rounded per shard."""
+
+HARD_NOISE_FRACTIONS: dict[str, float] = {
+    "mismatch": 0.27,
+    "generic": 0.12,
+    "junk_alt": 0.10,
+    "near_dup": 0.06,
+    "exact_dup": 0.05,
+    "non_english": 0.03,
+    "no_alt": 0.03,
+    "title_only": 0.02,
+    "tiny": 0.02,
+    "short_caption": 0.02,
+    "repeat_url": 0.02,
+    "banner": 0.01,
+    "not_found": 0.01,
+}
+"""The hard web's fractions: about half of all captions are mismatched, generic or junk."""
+PRODUCT_SHARE = 0.4
+"""In the hard web, the share of ordinary own images (and of eval images) drawn as look-alike product shots."""
+MODES: tuple[str, ...] = ("standard", "hard")
 
 PER_SHARD: dict[str, int] = {
     "corrupt": 2,
@@ -142,6 +178,7 @@ EXPECT: dict[str, str] = {
     "near_dup": "dedup:near",
     "eval_leak": "dedup:eval",
     "junk_alt": "curation:no_match",
+    "generic": "quality:judge",
     "mismatch": "quality:clip_score",
     "non_english": "quality:language",
     "short_caption": "quality:caption_length",
@@ -161,8 +198,9 @@ EVAL_TEMPLATES: tuple[str, ...] = (
 _DUP_KINDS = ("exact_dup", "near_dup", "repeat_url")
 _OWN_IMAGE = {
     "clean", "title_only", "redirect", "slow", "opt_out", "no_alt", "noai_image", "junk_alt", "mismatch",
-    "non_english", "short_caption", "tiny", "banner", "eval_leak",
+    "non_english", "short_caption", "tiny", "banner", "eval_leak", "generic",
 }  # fmt: skip
+_SIZED_KINDS = ("tiny", "banner")  # keep their own sizes (and the varied style) in every mode
 _URL_FORMS = (("absolute", 0.60), ("root_relative", 0.20), ("path_relative", 0.17), ("protocol_relative", 0.03))
 _SECTIONS = ("gallery", "blog/2024", "shop/items/shapes")
 _WORKERS = min(8, os.cpu_count() or 1)
@@ -204,6 +242,7 @@ class SampleWeb:
     kind_counts: dict[str, int]
     html_counts: dict[str, int]
     decoys: dict[str, int]
+    mode: str = "standard"
 
 
 @dataclass
@@ -226,6 +265,7 @@ class _Link:
     duplicate_of: str | None = None
     duplicate_of_id: int | None = None
     detail: str | None = None
+    style: str | None = None
     width: int | None = None
     height: int | None = None
     sha256: str | None = None
@@ -267,12 +307,17 @@ def generate(
     slow_links: int = 1,
     slow_seconds: float = 3.0,
     seed: int = 0,
+    mode: str = "standard",
 ) -> SampleWeb:
     """Write the sample web under ``out_dir`` and return where everything went.
 
     ``out_dir/site`` (what :func:`infra.sample_web.serve` serves), ``out_dir/sources/sample_web`` and
-    ``out_dir/eval/sample_web`` are owned by the generator and replaced on every call.
+    ``out_dir/eval/sample_web`` are owned by the generator and replaced on every call. ``mode="hard"`` writes
+    the hard web (see the module docstring) at the same size.
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    hard = mode == "hard"
     base_url = _check_base_url(base_url)
     if pages_per_shard < 5 or images_per_page < 4 or n_shards < 1:
         raise ValueError("the sample web needs n_shards ≥ 1, pages_per_shard ≥ 5 and images_per_page ≥ 4")
@@ -286,12 +331,13 @@ def generate(
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
 
-    pages = _plan_pages(seed, base_url, n_shards, pages_per_shard, images_per_page, slow_links)
+    fractions = HARD_NOISE_FRACTIONS if hard else NOISE_FRACTIONS
+    pages = _plan_pages(seed, base_url, n_shards, pages_per_shard, images_per_page, slow_links, fractions)
     links = [link for page in pages for link in page.links]
     _pair_duplicates(seed, links)
     _assign_concepts(seed, links)
 
-    n_eval = _write_eval(seed, eval_dir, eval_per_class)
+    n_eval = _write_eval(seed, eval_dir, eval_per_class, hard)
     by_id = {link.link_id: link for link in links}
     page_of = {link.link_id: page for page in pages for link in page.links}
     needed = {link.duplicate_of_id for link in links if link.duplicate_of_id is not None}
@@ -299,7 +345,7 @@ def generate(
     files: dict[str, bytes] = {}
 
     def fill(link: _Link) -> None:
-        _fill_link(seed, link, by_id, cache, needed, files, eval_per_class, slow_seconds)
+        _fill_link(seed, link, by_id, cache, needed, files, eval_per_class, slow_seconds, hard)
         _set_url(seed, link, page_of[link.link_id], base_url)
 
     # Each link draws from its own generator and writes only its own keys, so threads (Pillow and numpy
@@ -337,6 +383,7 @@ def generate(
         kind_counts=dict(sorted(Counter(link.kind for link in links).items())),
         html_counts=_html_counts(pages),
         decoys=dict(sorted(decoys.items())),
+        mode=mode,
     )
     params = {
         "pages_per_shard": pages_per_shard,
@@ -344,6 +391,7 @@ def generate(
         "eval_per_class": eval_per_class,
         "slow_links": slow_links,
         "slow_seconds": slow_seconds,
+        "mode": mode,
     }
     manifest = {
         name: [p.relative_to(out_dir).as_posix() for p in value]
@@ -382,8 +430,8 @@ def _write_files(root: Path, files: dict[str, bytes]) -> None:
         list(pool.map(lambda item: (root / item[0]).write_bytes(item[1]), files.items()))
 
 
-def _shard_kinds(n_ordinary: int, shard: int, n_shards: int, slow_links: int) -> list[str]:
-    kinds = [kind for kind, frac in NOISE_FRACTIONS.items() for _ in range(round(frac * n_ordinary))]
+def _shard_kinds(n_ordinary: int, shard: int, n_shards: int, slow_links: int, fractions: dict[str, float]) -> list[str]:
+    kinds = [kind for kind, frac in fractions.items() for _ in range(round(frac * n_ordinary))]
     kinds += [kind for kind, count in PER_SHARD.items() for _ in range(count)]
     kinds += ["slow"] * (slow_links // n_shards + (shard < slow_links % n_shards))
     if len(kinds) > n_ordinary:
@@ -391,7 +439,15 @@ def _shard_kinds(n_ordinary: int, shard: int, n_shards: int, slow_links: int) ->
     return kinds + ["clean"] * (n_ordinary - len(kinds))
 
 
-def _plan_pages(seed: int, base_url: str, n_shards: int, n_pages: int, per_page: int, slow_links: int) -> list[_Page]:
+def _plan_pages(
+    seed: int,
+    base_url: str,
+    n_shards: int,
+    n_pages: int,
+    per_page: int,
+    slow_links: int,
+    fractions: dict[str, float],
+) -> list[_Page]:
     pages: list[_Page] = []
     link_id = 0
     for shard in range(n_shards):
@@ -412,7 +468,7 @@ def _plan_pages(seed: int, base_url: str, n_shards: int, n_pages: int, per_page:
             page.robots_control = page.opt_out is None and rng.random() < 0.2
             shard_pages.append(page)
         ordinary = [(p, pos) for p in shard_pages if p.opt_out is None for pos in range(per_page)]
-        kinds = _shard_kinds(len(ordinary), shard, n_shards, slow_links)
+        kinds = _shard_kinds(len(ordinary), shard, n_shards, slow_links, fractions)
         kinds = [kinds[int(i)] for i in rng.permutation(len(kinds))]
         kind_at = {(p.index, pos): kind for (p, pos), kind in zip(ordinary, kinds, strict=True)}
         for page in shard_pages:
@@ -471,16 +527,18 @@ def _assign_concepts(seed: int, links: list[_Link]) -> None:
             link.concept = by_id[link.duplicate_of_id].concept
 
 
-def _eval_image(seed: int, class_index: int, n: int):
+def _eval_image(seed: int, class_index: int, n: int, hard: bool):
+    """The n-th eval image of a class; in the hard web every other one (odd n) is a product shot."""
     rng = _rng(seed, 2, class_index, n)
-    scene = render.sample_scene(rng, CONCEPTS[class_index], 224, 224)
+    style = "product" if hard and n % 2 else "varied"
+    scene = render.sample_scene(rng, CONCEPTS[class_index], 224, 224, style=style)
     return scene, render.render(scene)
 
 
-def _write_eval(seed: int, eval_dir: Path, per_class: int) -> int:
+def _write_eval(seed: int, eval_dir: Path, per_class: int, hard: bool) -> int:
     def one(key: tuple[int, int]) -> tuple[str, bytes]:
         ci, n = key
-        return f"{class_dirname(CONCEPTS[ci])}/{n}.png", render.encode(_eval_image(seed, ci, n)[1], "png")
+        return f"{class_dirname(CONCEPTS[ci])}/{n}.png", render.encode(_eval_image(seed, ci, n, hard)[1], "png")
 
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
         files = dict(pool.map(one, [(ci, n) for ci in range(len(CONCEPTS)) for n in range(per_class)]))
@@ -500,7 +558,42 @@ def _image_size(rng: np.random.Generator, kind: str) -> tuple[int, int]:
     return int(rng.integers(lo, hi)), int(rng.integers(lo, hi))
 
 
-def _caption_for(rng: np.random.Generator, link: _Link, scene: render.Scene | None) -> None:
+def _style(rng: np.random.Generator, kind: str, hard: bool) -> str:
+    if not hard or kind in _SIZED_KINDS:
+        return "varied"
+    return "product" if rng.random() < PRODUCT_SHARE else "varied"
+
+
+def _wrong_concept(rng: np.random.Generator, concept: str, hard: bool) -> str:
+    """What a mismatched caption names: any other concept; in the hard web half the time a look-alike and
+    otherwise one drawn as often as the web names it, so wrong captions pile up on the head concepts."""
+    if not hard:
+        others = [c for c in CONCEPTS if c != concept]
+        return others[int(rng.integers(len(others)))]
+    if rng.random() < 0.5:
+        return look_alike(rng, concept)
+    weights = {c: w for c, w in zipf_weights().items() if c != concept}
+    names = list(weights)
+    p = np.array(list(weights.values()))
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def caption_truth(kind: str, concept: str | None, caption: str | None, caption_concept: str | None) -> str | None:
+    """What a link's caption is worth, from the ground truth: ``correct`` (names the pictured concept, in any
+    language), ``mismatched`` (names another concept), ``generic`` (names none, or only a shape), ``junk``
+    (file names, "click here", a spacer), or None when there is no caption or no image to describe."""
+    if caption is None:
+        return None
+    if kind in ("junk_alt", "data_uri"):
+        return "junk"
+    if concept is None:
+        return None
+    if kind == "generic" or caption_concept is None:
+        return "generic"
+    return "correct" if caption_concept == concept else "mismatched"
+
+
+def _caption_for(rng: np.random.Generator, link: _Link, scene: render.Scene | None, hard: bool) -> None:
     """Set caption, caption_concept, text_source and lang for a link that is not a duplicate."""
     concept = link.concept or CONCEPTS[int(rng.integers(len(CONCEPTS)))]
     bg = scene.background if scene else "white"
@@ -520,9 +613,11 @@ def _caption_for(rng: np.random.Generator, link: _Link, scene: render.Scene | No
         link.caption = foreign_caption(rng, concept, link.lang, bg=bg)
         return
     if link.kind == "mismatch":
-        others = [c for c in CONCEPTS if c != concept]
-        link.caption_concept = others[int(rng.integers(len(others)))]
+        link.caption_concept = _wrong_concept(rng, concept, hard)
         link.caption = english_caption(rng, link.caption_concept, bg=bg)
+        return
+    if link.kind == "generic":
+        link.caption, link.caption_concept = generic_caption(rng, bg=bg), None
         return
     style = {"tiny": "tiny", "banner": "banner", "short_caption": "short"}.get(link.kind, "normal")
     if scene is not None and style == "normal":
@@ -549,6 +644,7 @@ def _fill_link(
     files: dict[str, bytes],
     eval_per_class: int,
     slow_seconds: float,
+    hard: bool,
 ) -> None:
     """Decide the link's image bytes, caption and site path; record the bytes to write in ``files``."""
     rng = _rng(seed, 1, link.link_id)
@@ -558,7 +654,7 @@ def _fill_link(
         img, data, fmt = cache[orig.link_id]
         link.duplicate_of = orig.url
         link.text_source, link.lang, link.caption_concept = "alt", "en", link.concept
-        link.width, link.height = orig.width, orig.height
+        link.width, link.height, link.style = orig.width, orig.height, orig.style
         if kind == "repeat_url":
             link.caption, link.path, link.file, link.sha256 = orig.caption, orig.path, orig.file, orig.sha256
             return
@@ -579,15 +675,18 @@ def _fill_link(
     if link.kind == "eval_leak":
         ci = CONCEPTS.index(link.concept)
         n = int(rng.integers(eval_per_class))
-        scene, img = _eval_image(seed, ci, n)
+        scene, img = _eval_image(seed, ci, n, hard)
         f = float(rng.uniform(1.1, 1.3))
         img = img.resize((round(img.width * f), round(img.height * f)))
         link.duplicate_of = f"eval/{SOURCE_NAME}/{class_dirname(link.concept)}/{n}.png"
     elif kind in _OWN_IMAGE or kind == "corrupt":
         concept = link.concept or CONCEPTS[int(rng.integers(len(CONCEPTS)))]
-        scene = render.sample_scene(rng, concept, *_image_size(rng, kind))
+        style = _style(rng, kind, hard)
+        size = (int(rng.integers(200, 241)),) * 2 if style == "product" else _image_size(rng, kind)
+        scene = render.sample_scene(rng, concept, *size, style=style)
         img = render.render(scene)
-    _caption_for(rng, link, scene)
+    link.style = scene.style if scene is not None else None
+    _caption_for(rng, link, scene, hard)
 
     fmt = "png" if rng.random() < 0.1 else "jpg"
     data = render.encode(img, fmt, quality=int(rng.integers(80, 96))) if img is not None else b""
@@ -861,6 +960,8 @@ def _write_ground_truth(path: Path, pages: list[_Page], base_url: str) -> None:
                     "lang": link.lang,
                     "concept": link.concept,
                     "caption_concept": link.caption_concept,
+                    "caption_truth": caption_truth(link.kind, link.concept, link.caption, link.caption_concept),
+                    "style": link.style,
                     "kind": link.kind,
                     "expect": EXPECT[link.kind],
                     "detail": link.detail,
@@ -890,6 +991,8 @@ def _write_ground_truth(path: Path, pages: list[_Page], base_url: str) -> None:
             ("lang", pa.string()),
             ("concept", pa.string()),
             ("caption_concept", pa.string()),
+            ("caption_truth", pa.string()),
+            ("style", pa.string()),
             ("kind", pa.string()),
             ("expect", pa.string()),
             ("detail", pa.string()),

@@ -4,6 +4,12 @@ An image is one coloured shape on a textured neutral background, with variation 
 ignore: size, position, rotation, colour jitter, a background gradient and blotches, fine noise, and sometimes a
 small distractor shape of another concept. Everything is drawn from a numpy ``Generator`` owned by the caller,
 so one (seed, image id) pair always gives the same pixels and, through Pillow's encoders, the same bytes.
+
+The hard web adds a second style, ``product``: a catalogue shot, the object near the centre on a nearly flat white
+or beige background, its colour washed out towards grey and jittered more, printed with broad bands of a lighter
+and a darker shade, no distractor. Product shots of different concepts look alike (red, orange, pink and brown
+overlap; shapes differ only in outline), which is what makes a mismatched caption hard to tell from a right one;
+the print makes two products of one concept different images, not near duplicates.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ from infra.sample_web.concepts import BACKGROUNDS, COLOURS, CONCEPTS, concept_pa
 _SUPERSAMPLE = 2
 _GRAIN = 1024
 NEAR_DUP_TRANSFORMS: tuple[str, ...] = ("resize", "jpeg", "crop", "colour")
+STYLES: tuple[str, ...] = ("varied", "product")
+_PRODUCT_BACKGROUNDS = ("white", "beige")
+_PRODUCT_WASH = 0.35  # share of grey mixed into a product's colour
+_PRODUCT_JITTER = 30
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class Scene:
     main: Shape
     distractor: Shape | None
     texture_seed: int
+    style: str = "varied"
 
     @property
     def size_word(self) -> str:
@@ -60,8 +71,12 @@ def _jitter(rng: np.random.Generator, rgb: tuple[int, int, int], amount: int) ->
 
 
 def sample_scene(
-    rng: np.random.Generator, concept: str, width: int, height: int, *, distractor_p: float = 0.3
+    rng: np.random.Generator, concept: str, width: int, height: int, *, distractor_p: float = 0.3, style: str = "varied"
 ) -> Scene:
+    if style == "product":
+        return _product_scene(rng, concept, width, height)
+    if style != "varied":
+        raise ValueError(f"unknown style {style!r}; expected one of {STYLES}")
     short = min(width, height)
     radius = float(rng.uniform(0.22, 0.38) * short)
     margin = radius + 0.03 * short
@@ -83,6 +98,31 @@ def sample_scene(
                 distractor = Shape(other, x2, y2, r2, float(rng.uniform(0, 2 * math.pi)), COLOURS[c2])
                 break
     return Scene(width, height, background, main, distractor, int(rng.integers(2**31)))
+
+
+def _product_scene(rng: np.random.Generator, concept: str, width: int, height: int) -> Scene:
+    short = min(width, height)
+    radius = float(rng.uniform(0.24, 0.36) * short)
+    cx = width / 2 + float(rng.uniform(-0.08, 0.08)) * width
+    cy = height / 2 + float(rng.uniform(-0.08, 0.08)) * height
+    colour, _ = concept_parts(concept)
+    washed = tuple(round((1 - _PRODUCT_WASH) * v + _PRODUCT_WASH * 128) for v in COLOURS[colour])
+    main = Shape(concept, cx, cy, radius, float(rng.uniform(0, 2 * math.pi)), _jitter(rng, washed, _PRODUCT_JITTER))
+    background = _PRODUCT_BACKGROUNDS[int(rng.integers(len(_PRODUCT_BACKGROUNDS)))]
+    return Scene(width, height, background, main, None, int(rng.integers(2**31)), style="product")
+
+
+def _print_fill(shape: Shape, size: tuple[int, int], seed: int) -> Image.Image:
+    """The object's own print: broad bands of a lighter and a darker shade at a random angle and width, so two
+    products of one concept differ as two shirts of one colour do (and a perceptual hash tells them apart)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    theta = rng.uniform(0, math.pi)
+    period = shape.radius * rng.uniform(0.5, 1.4)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    phase = (xs * math.cos(theta) + ys * math.sin(theta)) * (2 * math.pi / period) + rng.uniform(0, 2 * math.pi)
+    shade = np.float32(rng.uniform(22, 40)) * np.sign(np.sin(phase))[..., None]
+    return Image.fromarray(np.clip(np.array(shape.rgb, np.float32) + shade, 0, 255).astype(np.uint8), mode="RGB")
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
@@ -144,10 +184,12 @@ def _background(scene: Scene) -> Image.Image:
     rng = np.random.default_rng(scene.texture_seed)
     h, w = scene.height, scene.width
     theta = rng.uniform(0, 2 * math.pi)
-    strength = rng.uniform(10, 30) / max(h, w)
+    flat = 0.2 if scene.style == "product" else 1.0  # a catalogue backdrop: barely shaded, no blotches
+    strength = flat * rng.uniform(10, 30) / max(h, w)
     xs = (np.arange(w, dtype=np.float32) - w / 2) * (math.cos(theta) * strength)
     ys = (np.arange(h, dtype=np.float32) - h / 2) * (math.sin(theta) * strength)
-    coarse = rng.normal(0, rng.uniform(3, 8), size=(max(2, h // 24), max(2, w // 24))).astype(np.float32)
+    blotch = flat * rng.uniform(3, 8)
+    coarse = rng.normal(0, blotch, size=(max(2, h // 24), max(2, w // 24))).astype(np.float32)
     field = np.asarray(Image.fromarray(coarse, mode="F").resize((w, h), Image.Resampling.BILINEAR))
     gy, gx = int(rng.integers(_GRAIN - min(h, _GRAIN) + 1)), int(rng.integers(_GRAIN - min(w, _GRAIN) + 1))
     grain = _grain()[gy : gy + h, gx : gx + w]
@@ -166,7 +208,11 @@ def render(scene: Scene) -> Image.Image:
     for shape in (scene.main, scene.distractor):
         if shape is not None:
             mask, offset = _shape_mask(shape)
-            img.paste(Image.new("RGB", mask.size, shape.rgb), offset, mask)
+            plain = scene.style != "product" or shape is not scene.main
+            fill = (
+                Image.new("RGB", mask.size, shape.rgb) if plain else _print_fill(shape, mask.size, scene.texture_seed)
+            )
+            img.paste(fill, offset, mask)
     return img
 
 

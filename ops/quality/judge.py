@@ -11,6 +11,10 @@ Two ways to get the score, same prompt:
   (no rationale is generated); ``judge_digit_mass`` records how much probability the digits got at all.
 
 Pairs scoring at least ``threshold`` (9 by default, the paper's choice, which kept about 18% of its pool) are kept.
+
+A third mode, ``pairs``, is for a judge that needs no prompt: the bootstrapped CoCa scores each pair itself
+(contrastive similarity and caption likelihood), and the thresholds are top fractions over all shards
+(:mod:`ops.quality.judge_scores`), set by ``similarity_top_fraction`` and ``likelihood_top_fraction``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ops.quality import reasons as R
-from ops.vlm.backend import VlmBackend
+from ops.vlm.backend import PairScorer, VlmBackend
 
 JUDGE_PROMPT = (
     "You check image-text pairs for a dataset that trains vision-language models.\n"
@@ -35,7 +39,8 @@ JUDGE_PROMPT = (
     "the score written exactly as score: {N}"
 )
 ANSWER_PREFIX = "score: {"
-MODES = ("generate", "logits")
+PAIRS = "pairs"
+MODES = ("generate", "logits", PAIRS)
 SCORE_RANGE = (1, 10)
 
 _FINAL_SCORE = re.compile(r"score: \{([^{}]*)\}\s*\Z")
@@ -56,12 +61,28 @@ class JudgeConfig:
     max_new_tokens: int = 96
     max_caption_chars: int = 1000
     batch_size: int = 8
+    similarity_top_fraction: float | None = None  # pairs mode: keep this top share of the pool by similarity
+    likelihood_top_fraction: float | None = None  # pairs mode: ... and by caption likelihood
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"judge mode must be one of {MODES}, got {self.mode!r}")
         if "{caption}" not in self.prompt:
             raise ValueError("the judge prompt must contain the {caption} placeholder")
+        fractions = (self.similarity_top_fraction, self.likelihood_top_fraction)
+        if self.mode == PAIRS and fractions == (None, None):
+            raise ValueError("judge mode 'pairs' needs similarity_top_fraction, likelihood_top_fraction or both")
+        if any(f is not None and not 0.0 < f <= 1.0 for f in fractions):
+            raise ValueError(f"top fractions must be in (0, 1], got {fractions}")
+
+
+def check_judge(backend: object, config: JudgeConfig) -> None:
+    """Refuse a backend that cannot judge in the configured mode, before any work is done."""
+    scores_pairs = isinstance(backend, PairScorer)
+    if config.mode == PAIRS and not scores_pairs:
+        raise ValueError(f"judge mode 'pairs' needs a pair scorer (backend 'coca'); {backend.name} is a prompted VLM")
+    if config.mode != PAIRS and scores_pairs:
+        raise ValueError(f"{backend.name} follows no prompt: it can judge only in mode 'pairs', not {config.mode!r}")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ NO_MODEL = "no_model"  # no CLIP model to score with (none configured, or none r
 CLIP_SCORE_LOW = "clip_score_low"
 JUDGE_UNPARSEABLE = "judge_unparseable"  # the judge's answer does not end in a valid ``score: {N}``
 JUDGE_SCORE_LOW = "judge_score_low"
+JUDGE_SIMILARITY_LOW = "judge_similarity_low"  # a pair judge's image-caption similarity is below its global threshold
+JUDGE_LIKELIHOOD_LOW = "judge_likelihood_low"  # the caption is unlikely under the pair judge's captioner
 
 HEURISTIC_REASONS = (LANGUAGE, CAPTION_TOO_SHORT, CAPTION_TOO_LONG, IMAGE_TOO_SMALL, ASPECT_RATIO, UNDECODABLE)
 REASONS: tuple[str, ...] = (
@@ -23,5 +25,8 @@ REASONS: tuple[str, ...] = (
     CLIP_SCORE_LOW,
     JUDGE_UNPARSEABLE,
     JUDGE_SCORE_LOW,
+    JUDGE_SIMILARITY_LOW,
+    JUDGE_LIKELIHOOD_LOW,
 )
 CLIP_SCORE_REASONS: tuple[str, ...] = (UNDECODABLE, NAN_SCORE, NO_MODEL)
+JUDGE_SCORE_REASONS: tuple[str, ...] = (UNDECODABLE, NAN_SCORE)

@@ -3,7 +3,9 @@
 Filters run cheapest first and each later one only sees what the earlier ones kept: metadata heuristics (no
 pixels), the CLIP score (read from the ``clip_scores`` stage's table, which the graph runs first), then the VLM
 judge. The tar is opened only when a model filter has samples to look at. A filter without a model is not run
-and the report says so; nothing is scored or kept on a model's behalf that did not run.
+and the report says so; nothing is scored or kept on a model's behalf that did not run. The judge is a prompted
+VLM (modes ``generate``/``logits``) or a pair scorer such as the bootstrapped CoCa (mode ``pairs``, scores and
+global thresholds from :mod:`ops.quality.judge_scores`); ``judge_model`` names the model that judged each pair.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from ops.quality.checkpoint import Checkpoint, run_batches
 from ops.quality.clip_score import read_clip_scores, read_clip_threshold, scores_model
 from ops.quality.config import QualityConfig
 from ops.quality.heuristics import heuristic_reason
-from ops.quality.judge import JudgeConfig, judge_pairs
+from ops.quality.judge import PAIRS, JudgeConfig, check_judge, judge_pairs
+from ops.quality.judge_scores import JudgeThreshold, pair_verdicts, read_judge_threshold
 from ops.report import StageReport
 from ops.stage import Decisions, run_shard_stage
-from ops.vlm.backend import VlmBackend
+from ops.vlm.backend import PairScorer, VlmBackend
 
 SCHEMA = pa.schema(
     [
@@ -36,6 +39,9 @@ SCHEMA = pa.schema(
         ("judge_answer", pa.string()),
         ("judge_error", pa.string()),
         ("judge_digit_mass", pa.float32()),
+        ("judge_similarity", pa.float32()),
+        ("judge_likelihood", pa.float32()),
+        ("judge_model", pa.string()),
         ("kept", pa.bool_()),
         ("reason", pa.string()),
     ]
@@ -45,8 +51,13 @@ _JUDGE_SCHEMA = pa.schema(
 )
 
 
-def quality_shard(lake: Lake, shard: str, config: QualityConfig, *, judge: VlmBackend | None = None) -> StageReport:
-    """Decide every sample curation kept; the CLIP scores are the ``clip_scores`` stage's, never recomputed here."""
+def quality_shard(
+    lake: Lake, shard: str, config: QualityConfig, *, judge: VlmBackend | PairScorer | None = None
+) -> StageReport:
+    """Decide every sample curation kept; the CLIP scores are the ``clip_scores`` stage's, never recomputed here.
+    A judge that cannot judge in the configured mode is refused before any work is done."""
+    if judge is not None:
+        check_judge(judge, config.judge)
 
     def decide(samples: pa.Table) -> Decisions:
         uids = samples["uid"].to_pylist()
@@ -89,6 +100,14 @@ def quality_shard(lake: Lake, shard: str, config: QualityConfig, *, judge: VlmBa
         model_seconds = 0.0
         if judge is None:
             extra["judge"] = "no judge configured"
+        elif config.judge.mode == PAIRS:
+            verdicts, thresholds = _pair_judge(lake, shard, judge, config.judge, uids, reasons)
+            extra.update(
+                judge=judge.name,
+                judge_mode=PAIRS,
+                judge_similarity_threshold=thresholds.similarity,
+                judge_likelihood_threshold=thresholds.likelihood,
+            )
         else:
             before = judge.model_seconds
             todo = [i for i, r in enumerate(reasons) if not r]
@@ -106,13 +125,12 @@ def quality_shard(lake: Lake, shard: str, config: QualityConfig, *, judge: VlmBa
             )
         extra["model_seconds"] = model_seconds
 
-        empty = {name: None for name in _JUDGE_SCHEMA.names}
-        judged = [verdicts.get(uid, empty) for uid in uids]
+        judged = [verdicts.get(uid, {}) for uid in uids]
         table = pa.table(
             {
                 "uid": uids,
                 "clip_score": pa.array(clip_scores, pa.float32()),
-                **{name: [v[name] for v in judged] for name in _JUDGE_SCHEMA.names if name.startswith("judge_")},
+                **{name: [v.get(name) for v in judged] for name in _JUDGE_SCHEMA.names if name.startswith("judge_")},
                 "kept": [not r for r in reasons],
                 "reason": reasons,
             },
@@ -122,6 +140,19 @@ def quality_shard(lake: Lake, shard: str, config: QualityConfig, *, judge: VlmBa
 
     columns = ["key", "text", "lang", "original_width", "original_height"]
     return run_shard_stage(lake, graph.stage("quality"), shard, decide, columns=columns)
+
+
+def _pair_judge(
+    lake: Lake, shard: str, scorer: PairScorer, config: JudgeConfig, uids: list[str], reasons: list[str]
+) -> tuple[dict[str, dict], JudgeThreshold]:
+    """Pair-judge the samples every earlier filter kept (their reasons are set in place) from the shard's published
+    scores; verdicts by uid and the global thresholds applied."""
+    threshold = read_judge_threshold(lake, scorer.name, config.similarity_top_fraction, config.likelihood_top_fraction)
+    todo = [i for i, r in enumerate(reasons) if not r]
+    verdicts = pair_verdicts(lake, shard, scorer.name, threshold, uids, [uids[i] for i in todo])
+    for i in todo:
+        reasons[i] = verdicts[uids[i]]["reason"]
+    return verdicts, threshold
 
 
 def _run_judge(
@@ -147,6 +178,7 @@ def _run_judge(
             rows["judge_answer"][i] = verdict.answer
             rows["judge_error"][i] = verdict.error or None
             rows["judge_digit_mass"][i] = verdict.digit_mass
+            rows["judge_model"][i] = backend.name
             rows["reason"][i] = verdict.reason
         return pa.table(rows, schema=_JUDGE_SCHEMA)
 

@@ -24,7 +24,7 @@ from ops.quality.checkpoint import run_batches
 from ops.quality.judge import render_prompt
 from ops.report import StageReport
 from ops.stage import Decisions, run_shard_stage
-from ops.vlm.backend import VlmBackend
+from ops.vlm.backend import Captioner
 
 UNDECODABLE = "undecodable"
 REASONS: tuple[str, ...] = (UNDECODABLE,)
@@ -61,7 +61,7 @@ class RecaptionConfig:
             raise ValueError(f"max_new_tokens must be in 1..{MAX_NEW_TOKENS}, got {self.max_new_tokens}")
 
 
-def recaption_shard(lake: Lake, shard: str, config: RecaptionConfig, captioner: VlmBackend | None) -> StageReport:
+def recaption_shard(lake: Lake, shard: str, config: RecaptionConfig, captioner: Captioner | None) -> StageReport:
     """Caption every sample the stage's declared input kept; publish the table, then the report."""
 
     def decide(samples: pa.Table) -> Decisions:

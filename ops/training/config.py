@@ -42,7 +42,13 @@ class TrainConfig:
     synthetic_caption_prob: float = 0.0
     online_curation: bool = False
     log_every_n_steps: int = 1
+    coca_caption_loss_weight: float = 2.0  # open_clip_train's defaults; used only when the model is a CoCa
+    coca_contrastive_loss_weight: float = 1.0
     extra_args: tuple[str, ...] = ()
+
+    @property
+    def is_coca(self) -> bool:
+        return is_coca(self.model, self.model_config)
 
     @property
     def run_dir(self) -> Path:
@@ -108,6 +114,34 @@ class ModelConfig:
         )
 
 
+def is_coca(model: str, model_config: dict[str, Any] | None = None) -> bool:
+    """Whether the architecture is a CoCa (an image-conditioned text decoder beside the two towers): open_clip
+    builds one from any config with a ``multimodal_cfg``."""
+    if model_config is None:
+        import open_clip
+
+        model_config = open_clip.get_model_config(model)
+    return bool(model_config) and "multimodal_cfg" in model_config
+
+
+def check_architecture(config: TrainConfig) -> None:
+    """Refuse a CoCa config that open_clip would quietly train as something else.
+
+    open_clip builds the CoCa class only when the config also sets ``custom_text`` (else a plain CLIP, decoder
+    dropped), and open_clip_train chooses the loss from the model *name*: CoCa's caption + contrastive loss only
+    when the name contains "coca" (else CLIP's loss, which fails on CoCa's outputs deep inside the first step).
+    """
+    if config.model_config is None or "multimodal_cfg" not in config.model_config:
+        return
+    if not config.model_config.get("custom_text"):
+        raise ValueError(f'{config.model}: a CoCa config (with multimodal_cfg) needs "custom_text": true')
+    if "coca" not in config.model.lower():
+        raise ValueError(
+            f"{config.model!r} is a CoCa config, but open_clip_train picks CoCa's loss only for a model name that "
+            "contains 'coca'; rename it (e.g. 'coca-" + config.model + "')"
+        )
+
+
 def check_shards(config: TrainConfig) -> int:
     """open_clip_train splits whole shards over ranks and loader workers and asserts on a shortfall deep inside
     every rank; say it here, before anything starts. Returns the number of shards."""
@@ -143,8 +177,16 @@ def open_clip_args(config: TrainConfig) -> list[str]:
         "--device", device,
         "--dist-backend", "nccl" if device.startswith("cuda") else "gloo",
         "--log-every-n-steps", str(config.log_every_n_steps),
+        *(_coca_args(config) if config.is_coca else ()),
         *config.extra_args,
     ]  # fmt: skip
+
+
+def _coca_args(config: TrainConfig) -> tuple[str, ...]:
+    return (
+        "--coca-caption-loss-weight", str(config.coca_caption_loss_weight),
+        "--coca-contrastive-loss-weight", str(config.coca_contrastive_loss_weight),
+    )  # fmt: skip
 
 
 def entry_args(config: TrainConfig) -> list[str]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops.training.config import TrainConfig, check_shards, entry_args, torchrun
+from ops.training.config import TrainConfig, check_architecture, check_shards, entry_args, torchrun
 from ops.training.scalars import FILENAME, read_steps
 
 
@@ -100,6 +100,7 @@ def train(
     env: dict[str, str] | None = None,
 ) -> TrainResult:
     """Launch ``torchrun -m ops.training.entry`` and wait; resumes if the run folder has checkpoints."""
+    check_architecture(config)
     check_shards(config)
     config.run_dir.parent.mkdir(parents=True, exist_ok=True)
     cmd = torchrun("ops.training.entry", entry_args(config), config.nproc_per_node)

@@ -1,5 +1,5 @@
 """Vision-language model backends shared by the VLM judge (quality) and the captioner (recaption)."""
 
-from ops.vlm.backend import VlmBackend, VlmConfig, load_backend
+from ops.vlm.backend import Captioner, PairScorer, PairScores, VlmBackend, VlmConfig, load_backend
 
-__all__ = ["VlmBackend", "VlmConfig", "load_backend"]
+__all__ = ["Captioner", "PairScorer", "PairScores", "VlmBackend", "VlmConfig", "load_backend"]

@@ -4,6 +4,10 @@ A backend turns (image, prompt) pairs into answers with greedy decoding, so the 
 answer, and can optionally read the probabilities of the digit tokens that follow an answer prefix such as
 ``score: {`` — a judge score from one forward pass instead of a generated rationale. Both engines build the
 prompt text with the checkpoint's own chat template (:func:`chat_prompt`), so they see identical prompts.
+
+The bootstrapped CoCa (``coca``, :mod:`ops.vlm.coca`) is the other kind: it follows no prompt, it captions, and
+it judges a pair by scoring it directly (:class:`PairScorer`): the contrastive similarity of image and caption,
+and the caption's likelihood under its captioner.
 """
 
 from __future__ import annotations
@@ -11,12 +15,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
-BACKENDS = ("hf", "vllm")
+BACKENDS = ("hf", "vllm", "coca")
 DIGITS = tuple(str(d) for d in range(10))
 
 
@@ -29,7 +33,9 @@ class VlmConfig:
     ``processor_kwargs`` reach ``AutoProcessor.from_pretrained`` (for example Qwen2-VL's ``max_pixels``, which
     bounds the image tokens and so the cost per image); ``engine_kwargs`` reach the engine itself:
     ``from_pretrained`` for HF (``attn_implementation``), ``vllm.LLM`` for vLLM (``gpu_memory_utilization``,
-    ``max_model_len``, ``load_format="dummy"`` for random-weight benchmarks).
+    ``max_model_len``, ``load_format="dummy"`` for random-weight benchmarks). For ``coca``, ``model`` is an
+    MLflow model URI or an open_clip_train checkpoint file, and ``engine_kwargs`` hold its loading and decoding
+    options (see :class:`ops.vlm.coca.CocaBackend`).
     """
 
     model: str
@@ -53,8 +59,8 @@ class VlmConfig:
         return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
-class VlmBackend(Protocol):
-    """What the judge and the captioner need from an engine."""
+class Captioner(Protocol):
+    """What the recaption stage needs: captions, a name that says which model (and version) wrote them."""
 
     name: str
     model_seconds: float  # wall time spent inside the model (generate or forward), for overhead accounting
@@ -63,13 +69,43 @@ class VlmBackend(Protocol):
         """One greedy answer per (image, prompt) pair, special tokens removed, surrounding space stripped."""
         ...
 
+
+class VlmBackend(Captioner, Protocol):
+    """An instruction-following VLM: what the prompted judge and the captioner need from an engine."""
+
     def score_logits(self, images: Sequence[Image.Image], prompts: Sequence[str], answer_prefix: str) -> np.ndarray:
         """Per pair, the probability of each score 1..10 written right after ``answer_prefix`` (shape n×10)."""
         ...
 
 
-def load_backend(config: VlmConfig) -> VlmBackend:
-    """Load the engine named by ``config.backend``; vLLM is imported only when it is asked for."""
+@dataclass(frozen=True)
+class PairScores:
+    """Per (image, caption) pair: ``similarity``, the cosine of the normalised image and text embeddings, and
+    ``likelihood``, the mean log-probability per caption token (end token included) under the captioner."""
+
+    similarity: np.ndarray
+    likelihood: np.ndarray
+
+
+@runtime_checkable
+class PairScorer(Protocol):
+    """A judge that scores pairs itself, without a prompt (the bootstrapped CoCa)."""
+
+    name: str
+    model_seconds: float
+
+    def score_pairs(self, images: Sequence[Image.Image], captions: Sequence[str | None]) -> PairScores: ...
+
+
+def load_backend(config: VlmConfig) -> Captioner:
+    """Load the engine named by ``config.backend``; vLLM is imported only when it is asked for.
+
+    ``hf`` and ``vllm`` give a :class:`VlmBackend`; ``coca`` a captioner that is also a :class:`PairScorer`.
+    """
+    if config.backend == "coca":
+        from ops.vlm.coca import CocaBackend
+
+        return CocaBackend(config)
     if config.backend == "hf":
         from ops.vlm.hf import HfBackend
 

@@ -1,5 +1,7 @@
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from infra.tracking import (
     CHAMPION,
     Tracker,
@@ -100,3 +102,32 @@ def test_versions_are_described_and_the_champion_follows_the_best_evaluation(tmp
     assert record_evaluation(tracker, "clip", versions[2], {"eval/x/top1": 0.3}, "eval/x/top1") == versions[1]
     assert str(tracker.client.get_model_version_by_alias("clip", CHAMPION).version) == versions[1]
     assert tracker.client.get_model_version("clip", versions[2]).tags["eval.eval/x/top1"] == "0.3"
+
+
+def test_a_logged_model_carries_its_architecture_for_its_tokenizer(tmp_path):
+    import json
+
+    import open_clip
+    from mlflow.artifacts import download_artifacts
+
+    from infra.tracking import ARCHITECTURE_FILE, ARCHITECTURE_TAG, log_coca_model
+    from ops.training.checkpoint import register_model_config
+    from tests.ops.training.tiny import TINY_CONFIG, TINY_MODEL
+
+    tracker = Tracker(default_tracking_uri(tmp_path / "m"), "exp", artifact_location=(tmp_path / "art").as_uri())
+    run_id = tracker.run_for("r", {})
+    register_model_config(TINY_MODEL, TINY_CONFIG)
+    clip = open_clip.create_model(TINY_MODEL)
+    plain = log_clip_model(tracker, run_id, clip, "clip", {"dataset.version": "v1"})
+    assert ARCHITECTURE_TAG not in tracker.client.get_model_version("clip", plain).tags
+    kw = {"architecture": TINY_MODEL, "architecture_config": TINY_CONFIG}
+    described = log_clip_model(tracker, run_id, clip, "clip", {}, **kw)
+    assert tracker.client.get_model_version("clip", described).tags[ARCHITECTURE_TAG] == TINY_MODEL
+    local = download_artifacts(tracker.model_version_uri("clip", described), dst_path=str(tmp_path / "dl"))
+    assert json.loads((tmp_path / "dl" / "model" / ARCHITECTURE_FILE).read_text()) == {
+        "architecture": TINY_MODEL,
+        "architecture_config": TINY_CONFIG,
+    }
+    assert local.endswith("model")
+    with pytest.raises(TypeError, match="not a CoCa"):
+        log_coca_model(tracker, run_id, clip, "coca", {}, architecture=TINY_MODEL)

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from PIL import Image
+
 from infra.lake import Lake
+from ops import graph
+from ops.quality.images import iter_images
+from ops.stage import entering
 from tests.ops.lakes import Pair, Settings, ingest, jpeg, rewrite_tar, run
 
 GERMAN = "ein rotes Fahrrad an einer blauen Wand"
@@ -55,3 +60,12 @@ def write_shard(lake: Lake, shard: str, samples: list[Sample], through: str = "c
 def many(n: int, prefix: str = "u") -> list[Sample]:
     """``n`` samples that pass DataComp's basic filter, each with its own caption."""
     return [Sample(f"{prefix}{i:03d}", text=f"photo {prefix}{i} of a red bicycle") for i in range(n)]
+
+
+def stored_images(lake: Lake, stage: str, shard: str, uids: list[str]) -> list[Image.Image | None]:
+    """The images of ``uids`` (samples entering ``stage``) as the download stage stored them, in that order: what
+    a model looking at the shard is given."""
+    samples = entering(lake, graph.stage(stage), shard, ["key"])
+    wanted = dict(zip(samples["key"].to_pylist(), samples["uid"].to_pylist(), strict=True))
+    found = dict(iter_images(lake, shard, wanted))
+    return [found[u] for u in uids]
