@@ -16,6 +16,7 @@ from bench.common import OUT, REPO, machine
 
 BENCHMARKS = {
     "crawl": "crawl: pages/s and pairs/s per core",
+    "wat": "crawl: WAT vs WARC on the same pages",
     "download": "download: asset vs plain img2dataset",
     "deploy": "deploy: production services vs default, shard scaling",
     "dedup": "dedup: perceptual hashing and near-duplicate recall/precision",
