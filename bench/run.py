@@ -20,6 +20,7 @@ BENCHMARKS = {
     "download": "download: asset vs plain img2dataset",
     "deploy": "deploy: production services vs default, shard scaling",
     "dedup": "dedup: perceptual hashing and near-duplicate recall/precision",
+    "scale": "scale: global steps at growing sizes, time and peak memory",
     "curation": "curation: MetaCLIP matching and balancing",
     "quality": "quality and recaption: pipeline overhead around the model (CPU)",
     "training": "training: model wrapper vs plain open_clip_train (CPU)",
