@@ -17,9 +17,11 @@ from bench.common import OUT, REPO, machine
 BENCHMARKS = {
     "crawl": "crawl: pages/s and pairs/s per core",
     "remote": "remote: crawling by reference (HTTP on 127.0.0.1) vs from the lake; manifest registration",
+    "wat": "crawl: WAT vs WARC on the same pages",
     "download": "download: asset vs plain img2dataset",
     "deploy": "deploy: production services vs default, shard scaling",
     "dedup": "dedup: perceptual hashing and near-duplicate recall/precision",
+    "scale": "scale: global steps at growing sizes, time and peak memory",
     "curation": "curation: MetaCLIP matching and balancing",
     "quality": "quality and recaption: pipeline overhead around the model (CPU)",
     "training": "training: model wrapper vs plain open_clip_train (CPU)",
