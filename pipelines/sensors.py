@@ -14,6 +14,7 @@ import os
 
 from dagster import (
     AssetObservation,
+    AssetSelection,
     DagsterRunStatus,
     DefaultSensorStatus,
     MetadataValue,
@@ -84,6 +85,7 @@ def new_sources_sensor_for(interval_seconds: int):
 
 @sensor(
     name="refresh_sensor",
+    asset_selection=AssetSelection.all(),  # a sensor may submit an asset backfill only over a selection it names
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.STOPPED,
     description=f"On '{REFRESH_CRON}' (UTC): one backfill of the whole graph over every shard.",

@@ -46,6 +46,7 @@ def _run_processes(run_id: str) -> list[psutil.Process]:
 
 @pytest.mark.timeout(1200)
 def test_cancelling_a_download_stops_its_processes_and_publishes_nothing(tmp_path: Path):
+    started = time.time()
     lake_root, home = tmp_path / "lake", tmp_path / "home"
     home.mkdir()
     shutil.copy(REPO / "infra" / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
@@ -60,7 +61,7 @@ def test_cancelling_a_download_stops_its_processes_and_publishes_nothing(tmp_pat
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     web = prepare_sample_web(
-        lake, lake_root / "sample_web", ORIGIN, seed=9, n_shards=1, pages_per_shard=8, slow_links=40, slow_seconds=30
+        lake, lake_root / "sample_web", ORIGIN, seed=9, n_shards=1, pages_per_shard=20, slow_links=40, slow_seconds=30
     )
     shard = f"sample_web.{web.warc_paths[0].name.split('.')[0]}"
     instance = DagsterInstance.from_config(str(home))
@@ -89,7 +90,8 @@ def test_cancelling_a_download_stops_its_processes_and_publishes_nothing(tmp_pat
 
             wait_for(killed, 90, 1, "the run's MLflow runs to end as KILLED")
         assert not lake.exists(f"download/{shard}.tar") and not lake.exists(f"download/{shard}.report.json")
-        assert not glob.glob(os.path.join(tempfile.gettempdir(), f"clipfoundry-download-{shard}-*"))
+        staged = glob.glob(os.path.join(tempfile.gettempdir(), f"clipfoundry-download-{shard}-*"))
+        assert not [d for d in staged if os.stat(d).st_mtime >= started]  # this run's staging is gone
         again = materialize([crawl, download], partition_key=shard, resources=resources("demo"), instance=instance)
         assert again.success and lake.exists(f"download/{shard}.tar")
     finally:

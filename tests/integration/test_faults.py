@@ -476,7 +476,9 @@ def test_mlflow_down_fails_the_step_clearly_and_the_rerun_loses_and_duplicates_n
     experiment = client.get_experiment_by_name("clipfoundry").experiment_id
 
     def mlflow_run(dagster_run_id: str) -> list:
-        return client.search_runs([experiment], filter_string=f"tags.`dagster.run_id` = '{dagster_run_id}'")
+        """The run's child for its one shard: where that shard's stage metrics go."""
+        query = f"tags.`dagster.run_id` = '{dagster_run_id}' and tags.`clipfoundry.kind` = 'shard'"
+        return client.search_runs([experiment], filter_string=query)
 
     stages = lambda run: {k.split(".")[0] for k in run.data.metrics if k.endswith(".rows_in")}  # noqa: E731
     [before_stop] = mlflow_run(mid_run.run_id)
@@ -629,7 +631,7 @@ def test_no_credential_reaches_dagster_logs_mlflow_or_the_lake(
     env |= {"MLFLOW_TRACKING_USERNAME": MLFLOW_USER, "MLFLOW_TRACKING_PASSWORD": MLFLOW_PASSWORD}
     scan = Scan()
     with pipeline(env, postgres, tmp_path) as p:
-        shard = p.add_partitions_from_sensor()[0].partition_key
+        shard = p.add_partitions_from_sensor()[0]
         runs = [p.run([crawl, download], shard)]
         assert runs[0].success, failures(runs[0])
         # and the failure paths, whose error messages name endpoints: MLflow unreachable, then S3 unreachable
@@ -665,7 +667,8 @@ def test_no_credential_reaches_dagster_logs_mlflow_or_the_lake(
     client = MlflowClient(tracking_uri=tracking.url)
     experiment = client.get_experiment_by_name("clipfoundry")
     scan("mlflow experiment", experiment)
-    [run] = client.search_runs([experiment.experiment_id], filter_string=f"tags.`dagster.run_id` = '{runs[0].run_id}'")
+    query = f"tags.`dagster.run_id` = '{runs[0].run_id}' and tags.`clipfoundry.kind` = 'shard'"
+    [run] = client.search_runs([experiment.experiment_id], filter_string=query)
     scan("mlflow params", run.data.params)
     scan("mlflow tags", run.data.tags)
     scan("mlflow metric names", list(run.data.metrics))

@@ -105,7 +105,8 @@ def test_mlflow_server_has_runs_metrics_and_s3_artifacts(ran, mlflow_server, s3_
     experiment = client.get_experiment_by_name("clipfoundry")
     assert experiment.artifact_location.startswith("mlflow-artifacts:")
     for shard, run_id in ran.run_ids.items():
-        [run] = client.search_runs([experiment.experiment_id], filter_string=f"tags.`dagster.run_id` = '{run_id}'")
+        query = f"tags.`dagster.run_id` = '{run_id}' and tags.`clipfoundry.kind` = 'shard'"
+        [run] = client.search_runs([experiment.experiment_id], filter_string=query)
         assert run.data.tags["dagster.partitions"] == shard
         metrics = run.data.metrics
         assert metrics["download.rows_in"] == metrics["crawl.rows_kept"] > 0
