@@ -8,11 +8,15 @@ run and holds nothing back, and the older shards re-run only what a global step 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
 
@@ -153,3 +157,19 @@ def test_new_sources_flow_through_every_stage_and_only_the_new_shard_reruns(worl
     champion = tracker.client.get_model_version_by_alias("clipfoundry-clip", CHAMPION)
     assert any(k.startswith("eval.eval/sample_web/top1") for k in champion.tags)
     assert champion.description and champion.tags["dataset.manifest"].startswith("file://")
+
+    # every asset links to its MLflow run, and `clipfoundry trace` follows one kept sample through every stage
+    [made] = _materializations(instance, "quality", shards[2])
+    assert made.asset_materialization.metadata["mlflow_run"].value.startswith("http://127.0.0.1:5000/#/experiments/")
+    kept = lake.read_parquet(graph.stage("recaption").table(shards[2])).filter(pc.field("kept"))["uid"][0].as_py()
+    traced = subprocess.run(
+        [str(Path(sys.executable).parent / "clipfoundry"), "trace", kept, "--json"],
+        env=dict(os.environ),  # the world's demo profile and data root
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    stages = [json.loads(line)["stage"] for line in traced.stdout.splitlines()]
+    assert [s for s in dict.fromkeys(stages) if s != "dataset"] == per_shard  # in pipeline order, none missing
+    assert not (REPO / "mlruns").exists()
