@@ -170,9 +170,11 @@ def judge_threshold(
     previous = JudgeThreshold(**lake.read_json(THRESHOLD_PATH)) if lake.exists(THRESHOLD_PATH) else None
     changed = sorted(s for s in shards if previous is None or previous.digests.get(s) != digests[s])
     if fractions == (None, None):
-        model = next((m for m in by_model if m is not None), "")
+        # turning the judge off drops thresholds that were in force: every shard's decisions may change
+        was_on = previous is not None and (previous.similarity, previous.likelihood) != (None, None)
+        affected = shards if was_on else changed
         note = "no pair judge configured (judge mode is not 'pairs')"
-        result = JudgeThreshold(None, None, None, None, 0, len(shards), model, digests, tolerance, changed, note)
+        result = JudgeThreshold(None, None, None, None, 0, len(shards), "", digests, tolerance, affected, note)
         lake.write_json(THRESHOLD_PATH, asdict(result))
         return result
     if len(by_model) > 1:

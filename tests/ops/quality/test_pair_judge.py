@@ -247,6 +247,9 @@ def test_thresholds_name_the_shards_whose_decisions_they_may_change(tmp_path: Pa
     _scores(lake, "c", [0.9, 1.0, 1.1, 1.3], [0.0] * 4)
     assert judge_threshold(lake, ["a", "b", "c"], 0.5, None).affected_shards == ["c"]
     assert judge_threshold(lake, ["a", "b", "c"], 0.5, 0.5).affected_shards == ["a", "b", "c"]  # other fractions
+    off = judge_threshold(lake, ["a", "b", "c"], None, None)
+    assert off.affected_shards == ["a", "b", "c"] and off.model == ""  # the thresholds in force are gone
+    assert judge_threshold(lake, ["a", "b", "c"], None, None).affected_shards == []
     _scores(lake, "d", [0.5], [0.0], model="m2")
     with pytest.raises(ValueError, match=r"re-run judge_scores for \['d'\]"):
         judge_threshold(lake, ["a", "b", "c", "d"], 0.5, None)
