@@ -1,17 +1,27 @@
-"""quality: raw CLIP scores per shard, DataComp's top-fraction threshold over all shards, then the filters
-(heuristics, CLIP score, VLM judge). Model steps share the ``gpu`` concurrency pool."""
+"""quality: raw CLIP scores and pair-judge scores per shard, their top-fraction thresholds over all shards, then
+the filters (heuristics, CLIP score, VLM judge). Model steps share the ``gpu`` concurrency pool."""
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from assets.reporting import affected_metadata, per_shard
 from assets.settings import GuardrailSettings, QualitySettings
 from assets.stage_asset import stage_asset
+from infra.lake import Lake
 from infra.resources import LakeResource, MlflowResource
 from infra.tracking import resolve_clip_model
 from ops import graph
-from ops.quality import ClipScorer, clip_score_shard, clip_threshold, quality_shard
+from ops.quality import (
+    ClipScorer,
+    JudgeConfig,
+    clip_score_shard,
+    clip_threshold,
+    judge_score_shard,
+    judge_threshold,
+    quality_shard,
+)
+from ops.quality.judge import PAIRS
 from ops.stage import done_shards
-from ops.vlm import VlmConfig, load_backend
+from ops.vlm import Captioner, VlmConfig, load_backend
 from pipelines.partitions import shards
 
 
@@ -63,6 +73,64 @@ def clip_score_threshold(
     )
 
 
+def load_judge(judge: JudgeConfig, mlflow: MlflowResource, store: Lake) -> Captioner | None:
+    """The configured judge, or None. A CoCa named by an MLflow URI (``models:/…``) is resolved against the
+    pipeline's own tracking server, not MLflow's default, so the judge is the model this pipeline registered."""
+    if not judge.model:
+        return None
+    engine = {"tracking_uri": mlflow.tracker(store).tracking_uri} if judge.backend == "coca" else {}
+    return load_backend(VlmConfig(model=judge.model, backend=judge.backend, engine_kwargs=engine))
+
+
+@stage_asset("judge_scores", kinds={"pytorch", "parquet"})
+def judge_scores(
+    context: AssetExecutionContext,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    quality_settings: QualitySettings,
+    guardrail_settings: GuardrailSettings,
+) -> MaterializeResult:
+    store = lake.lake()
+    judge = quality_settings.config().judge
+    scorer = load_judge(judge, mlflow, store) if judge.mode == PAIRS else None
+    return per_shard(
+        context,
+        store,
+        mlflow,
+        "judge_scores",
+        guardrails=guardrail_settings.config(),
+        op=lambda shard: judge_score_shard(store, shard, scorer, judge.batch_size),
+        extra_metadata={"model": MetadataValue.text(scorer.name if scorer else "judge not in mode 'pairs'")},
+    )
+
+
+@stage_asset("judge_score_threshold", kinds={"python", "json"})
+def judge_score_threshold(
+    context: AssetExecutionContext, lake: LakeResource, quality_settings: QualitySettings
+) -> MaterializeResult:
+    store = lake.lake()
+    judge = quality_settings.config().judge
+    fractions = (judge.similarity_top_fraction, judge.likelihood_top_fraction) if judge.mode == PAIRS else (None, None)
+    scored = done_shards(store, graph.stage("judge_scores"), context.instance.get_dynamic_partitions(shards.name))
+    result = judge_threshold(store, scored, *fractions, tolerance=judge.tolerance)
+    unset = MetadataValue.text(result.note or "score not used")
+    value = {
+        name: MetadataValue.float(v) if v is not None else unset
+        for name, v in (("similarity", result.similarity), ("likelihood", result.likelihood))
+    }
+    return MaterializeResult(
+        metadata={
+            "similarity_threshold": value["similarity"],
+            "likelihood_threshold": value["likelihood"],
+            "top_fractions": MetadataValue.text(str(fractions)),
+            "scores": MetadataValue.int(result.scores),
+            "shards": MetadataValue.int(result.shards),
+            "model": MetadataValue.text(result.model or "none"),
+            **affected_metadata(result.affected_shards, "their scores changed or a threshold moved across them"),
+        }
+    )
+
+
 @stage_asset("quality", kinds={"pytorch", "parquet"})
 def quality(
     context: AssetExecutionContext,
@@ -73,9 +141,7 @@ def quality(
 ) -> MaterializeResult:
     store = lake.lake()
     config = quality_settings.config()
-    judge = (
-        load_backend(VlmConfig(model=config.judge.model, backend=config.judge.backend)) if config.judge.model else None
-    )
+    judge = load_judge(config.judge, mlflow, store)
     return per_shard(
         context,
         store,

@@ -118,7 +118,7 @@ def stages() -> dict[str, Stage]:
     from ops.evaluation.config import EvaluationConfig
     from ops.guardrails import GuardrailConfig
     from ops.quality.config import QualityConfig
-    from ops.quality.reasons import CLIP_SCORE_REASONS
+    from ops.quality.reasons import CLIP_SCORE_REASONS, JUDGE_SCORE_REASONS
     from ops.quality.reasons import REASONS as QUALITY_REASONS
     from ops.recaption.shard import REASONS as RECAPTION_REASONS
     from ops.recaption.shard import RecaptionConfig
@@ -232,12 +232,34 @@ def stages() -> dict[str, Stage]:
                 output="quality/clip_threshold.json",
             ),
             Stage(
+                "judge_scores",
+                "shard",
+                "quality",
+                "the pair judge's (bootstrapped CoCa) similarity and caption likelihood for every sample entering "
+                "quality; every sample marked unscored (`judge_off`) when the judge is not in mode `pairs`",
+                annotates=True,
+                reasons=JUDGE_SCORE_REASONS,
+                settings=(QualityConfig,),
+                folder="quality/judge_scores",
+                pool="gpu",
+            ),
+            Stage(
+                "judge_score_threshold",
+                "global",
+                "quality",
+                "the pair judge's top-fraction thresholds over every shard's scores, per score; nothing to compute "
+                "when the judge is not in mode `pairs`",
+                reads=("judge_scores",),
+                settings=(QualityConfig,),
+                output="quality/judge_threshold.json",
+            ),
+            Stage(
                 "quality",
                 "shard",
                 "quality",
                 "heuristic rules (DataComp basic preset, each rule settable), CLIP score, VLM judge; the first filter "
                 "that refuses a sample names it",
-                reads=("clip_scores", "clip_score_threshold"),
+                reads=("clip_scores", "clip_score_threshold", "judge_scores", "judge_score_threshold"),
                 reasons=QUALITY_REASONS,
                 settings=(QualityConfig,),
                 pool="gpu",

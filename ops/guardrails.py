@@ -23,6 +23,7 @@ REASON_SETTINGS: dict[str, str] = {
     "judge_score_low": "quality_settings.judge.threshold",
     "judge_unparseable": "quality_settings.judge.mode / prompt",
     "no_model": "quality_settings.clip.model / registered_model",
+    "judge_off": "quality_settings.judge.mode (pairs) / model",
     "no_match": "curation_settings.metadata_uri (the entry list)",
     "balanced_out": "curation_settings.balance.t / tail_fraction",
     "near_duplicate": "dedup_settings.phash_radius / crop_radius / min_similarity",

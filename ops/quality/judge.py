@@ -14,7 +14,8 @@ Pairs scoring at least ``threshold`` (9 by default, the paper's choice, which ke
 
 A third mode, ``pairs``, is for a judge that needs no prompt: the bootstrapped CoCa scores each pair itself
 (contrastive similarity and caption likelihood), and the thresholds are top fractions over all shards
-(:mod:`ops.quality.judge_scores`), set by ``similarity_top_fraction`` and ``likelihood_top_fraction``.
+(:mod:`ops.quality.judge_scores`), set by ``similarity_top_fraction`` and ``likelihood_top_fraction``; like the
+CLIP threshold, they follow the pool only when the share they keep drifts more than ``tolerance``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class JudgeConfig:
     batch_size: int = 8
     similarity_top_fraction: float | None = None  # pairs mode: keep this top share of the pool by similarity
     likelihood_top_fraction: float | None = None  # pairs mode: ... and by caption likelihood
+    tolerance: float = 0.01  # pairs mode: a threshold follows the pool only when its kept share drifts this far
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -74,6 +76,8 @@ class JudgeConfig:
             raise ValueError("judge mode 'pairs' needs similarity_top_fraction, likelihood_top_fraction or both")
         if any(f is not None and not 0.0 < f <= 1.0 for f in fractions):
             raise ValueError(f"top fractions must be in (0, 1], got {fractions}")
+        if self.tolerance < 0:
+            raise ValueError(f"tolerance must be at least 0, got {self.tolerance}")
 
 
 def check_judge(backend: object, config: JudgeConfig) -> None:

@@ -4,26 +4,25 @@ A pair judge (the bootstrapped CoCa, :class:`ops.vlm.backend.PairScorer`) scores
 two ways: ``judge_similarity``, the contrastive similarity of image and caption, and ``judge_likelihood``, the
 caption's mean log-probability per token under the judge's captioner given the image. Neither has a scale
 that means anything across models, so, as for the CLIP score (DataComp's rule), every sample entering the quality
-stage is scored into ``quality/judge_scores/<shard>.parquet`` before anything is decided, and the thresholds are
-top fractions computed once over ALL shards (:func:`judge_threshold`, ``quality/judge_threshold.json``) by the
-same exact, streaming radix select as the CLIP threshold (:mod:`ops.quality.topfraction`): one shard's scores in
-memory at a time. The quality stage then keeps a pair when each configured score reaches its threshold, and
-records which one it missed.
+stage is scored by the ``judge_scores`` stage (:func:`judge_score_shard`, ``quality/judge_scores/<shard>.parquet``)
+before anything is decided, and the ``judge_score_threshold`` step computes the thresholds once over ALL shards
+(:func:`judge_threshold`, ``quality/judge_threshold.json``) by the same exact, streaming radix select as the CLIP
+threshold (:mod:`ops.quality.topfraction`): one shard's scores in memory at a time. The quality stage then keeps a
+pair when each configured score reaches its threshold, and records which one it missed; it refuses a shard whose
+scores are missing, are for other samples, or are not those the thresholds were computed over.
 
-The score table belongs to the quality stage (it is not a stage of the graph of its own): whoever drives the pair
-judge scores every shard (:func:`judge_score_shard`) and computes the thresholds before the quality stage runs
-(see docs/decisions.md, "Bootstrapped CoCa: captioner and pair judge"); the quality stage refuses a shard whose
-scores are missing, are for other samples, or are not those the thresholds were computed over. Scoring every
-entering sample, not only what the cheaper filters keep, makes the table describe the pool and stay valid when the
-heuristics or the CLIP threshold change; the fractions are therefore shares of the pool entering quality. The
-pass is resumable (:func:`ops.quality.checkpoint.run_batches`).
+Scoring every entering sample, not only what the cheaper filters keep, makes the table describe the pool and stay
+valid when the heuristics or the CLIP threshold change; the fractions are therefore shares of the pool entering
+quality. The pass is resumable (:func:`ops.quality.checkpoint.run_batches`). When the judge is not a pair judge,
+both steps still run, cheaply: every sample is recorded as unscored (``judge_off``) and the thresholds as not
+configured, so the graph is the same in every profile.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -32,12 +31,11 @@ from PIL import Image
 
 from infra.lake import Lake
 from ops import graph
-from ops.ledger import check_ledger
 from ops.quality import reasons as R
 from ops.quality.checkpoint import run_batches
 from ops.quality.topfraction import NoScores, top_fraction_threshold
-from ops.report import ConservationError, StageReport
-from ops.stage import entering, table_digest
+from ops.report import StageReport
+from ops.stage import Decisions, run_shard_stage, table_digest
 from ops.vlm.backend import PairScorer
 
 THRESHOLD_PATH = "quality/judge_threshold.json"
@@ -53,28 +51,19 @@ SCHEMA = pa.schema(
 )
 
 
-def home() -> str:
-    """The lake folder of the judge's score tables, inside the quality stage's own."""
-    return f"{graph.stage('quality').home}/judge_scores"
+def judge_score_shard(lake: Lake, shard: str, scorer: PairScorer | None, batch_size: int = 32) -> StageReport:
+    """Score every sample entering quality and publish the ``judge_scores`` table, then its report. Kept means
+    "has finite scores". Without a pair judge every sample is recorded as unscored (``judge_off``), never given a
+    made-up score, and no image is read."""
+    stage = graph.stage("judge_scores")
 
-
-def scores_table(shard: str) -> str:
-    return f"{home()}/{shard}.parquet"
-
-
-def scores_report(shard: str) -> str:
-    return f"{home()}/{shard}.report.json"
-
-
-def judge_score_shard(lake: Lake, shard: str, scorer: PairScorer, batch_size: int = 32) -> StageReport:
-    """Score every sample entering quality; publish the table, then its report. Kept means "has finite scores".
-
-    The table is checked like a stage's (one row per entering sample, in order, reasons from
-    ``JUDGE_SCORE_REASONS``) before it is written, so a threshold never reads a table that lost samples.
-    """
-    report = StageReport(stage="judge_scores", shard=shard)
-    with report.timed():
-        samples = entering(lake, graph.stage("quality"), shard, ["key", "text"])
+    def decide(samples: pa.Table) -> Decisions:
+        n = samples.num_rows
+        if scorer is None:
+            off = {name: pa.nulls(n, pa.float32()) for name in SCORES}
+            table = pa.table({"uid": samples["uid"], **off, "kept": pa.array([False] * n, pa.bool_())})
+            table = table.append_column("reason", pa.array([R.JUDGE_OFF] * n, pa.string()))
+            return Decisions(table.cast(SCHEMA), extra={"model": None})
         text_of = dict(zip(samples["uid"].to_pylist(), samples["text"].to_pylist(), strict=True))
         before = scorer.model_seconds
 
@@ -82,7 +71,7 @@ def judge_score_shard(lake: Lake, shard: str, scorer: PairScorer, batch_size: in
             ok = [i for i, im in enumerate(images) if im is not None]
             columns = {name: np.full(len(uids), np.nan, dtype=np.float32) for name in SCORES}
             if ok:
-                scores = scorer.score_pairs([images[i] for i in ok], [text_of[uids[i]] for i in ok])
+                scores = scorer.score_pairs([images[i] for i in ok], [text_of[uids[i]] or "" for i in ok])
                 columns["judge_similarity"][ok] = scores.similarity
                 columns["judge_likelihood"][ok] = scores.likelihood
             finite = np.isfinite(columns["judge_similarity"]) & np.isfinite(columns["judge_likelihood"])
@@ -95,32 +84,38 @@ def judge_score_shard(lake: Lake, shard: str, scorer: PairScorer, batch_size: in
 
         pairs = list(zip(samples["uid"].to_pylist(), samples["key"].to_pylist(), strict=True))
         settings = {"model": scorer.name, "batch_size": batch_size}
-        rows, checkpoint = run_batches(lake, home(), shard, settings, pairs, batch_size, SCHEMA, process)
+        rows, checkpoint = run_batches(lake, stage.home, shard, settings, pairs, batch_size, SCHEMA, process)
         table = rows.take(pc.index_in(samples["uid"], value_set=rows["uid"]))
-        problems = check_ledger(table, R.JUDGE_SCORE_REASONS, expected_uids=samples["uid"].to_pylist())
-        if problems:
-            raise ConservationError(f"judge scores of {shard}: refusing to publish: {'; '.join(problems)}")
-        report.count(table["kept"].to_pylist(), table["reason"].to_pylist())
-        report.extra.update(model=scorer.name, model_seconds=scorer.model_seconds - before)
-        lake.write_parquet(scores_table(shard), table)
-    report.check()
-    lake.write_json(scores_report(shard), report.to_dict())
-    checkpoint.clear()
-    return report
+        extra = {"model": scorer.name, "model_seconds": scorer.model_seconds - before}
+        return Decisions(table, extra=extra, after_publish=checkpoint.clear)
+
+    columns = ["key", "text"] if scorer is not None else []
+    return run_shard_stage(lake, stage, shard, decide, columns=columns)
+
+
+def scores_model(lake: Lake, shard: str) -> str | None:
+    """The model that wrote the shard's published judge scores (None when it has none, or the judge was off)."""
+    rel = graph.stage("judge_scores").report(shard)
+    return lake.read_json(rel).get("extra", {}).get("model") if lake.exists(rel) else None
 
 
 def read_judge_scores(lake: Lake, shard: str, model: str) -> pa.Table | None:
     """The shard's published scores when ``model`` wrote them, else None."""
-    if not lake.exists(scores_report(shard)):
+    if scores_model(lake, shard) != model:
         return None
-    if lake.read_json(scores_report(shard)).get("extra", {}).get("model") != model:
-        return None
-    return lake.read_parquet(scores_table(shard))
+    return lake.read_parquet(graph.stage("judge_scores").table(shard))
 
 
 @dataclass(frozen=True)
 class JudgeThreshold:
-    """Global thresholds keeping the top fraction of all scored pairs, per score (None: that score not used)."""
+    """Global thresholds keeping the top fraction of all scored pairs, per score (None: that score not used).
+
+    A threshold in force follows the exact value of the current pool only when the share it keeps drifts more
+    than ``tolerance`` from its fraction, so adding a shard rarely changes older shards' decisions.
+    ``affected_shards`` are the shards whose quality decisions this publication may change: those whose scores
+    changed, and those holding a score between the old and the new value of a threshold that moved (all of them
+    when the model or the fractions changed). ``note`` says why there are no thresholds, when there are none.
+    """
 
     similarity: float | None
     likelihood: float | None
@@ -130,6 +125,9 @@ class JudgeThreshold:
     shards: int
     model: str
     digests: dict[str, str]  # per shard, of the score table the thresholds were computed over
+    tolerance: float = 0.0
+    affected_shards: list[str] = field(default_factory=list)
+    note: str = ""
 
     def reason(self, similarity: float | None, likelihood: float | None) -> str:
         """Why a pair with these scores is dropped, or "" when it is kept (a missing score is not a number)."""
@@ -148,52 +146,100 @@ def judge_threshold(
     shards: Sequence[str],
     similarity_top_fraction: float | None,
     likelihood_top_fraction: float | None,
+    tolerance: float = 0.0,
 ) -> JudgeThreshold:
     """Each configured score's top-fraction threshold over the finite scores of all ``shards``, written to the lake.
 
     A pair is kept when it reaches every configured threshold, so with both set the judge keeps at most the
-    smaller fraction of the pool (how much less depends on how the two scores agree). The value is DataComp's
-    rule, exact, whatever the shard order or the spread of samples over shards.
+    smaller fraction of the pool (how much less depends on how the two scores agree). The exact value is DataComp's
+    rule, whatever the shard order or the spread of samples over shards. With neither fraction (the judge is not
+    in mode ``pairs``) nothing is computed, but the per-shard digests and the shards that changed are published
+    all the same, so the step means the same thing in every profile.
     """
-    if similarity_top_fraction is None and likelihood_top_fraction is None:
-        raise ValueError("a pair judge needs similarity_top_fraction, likelihood_top_fraction or both")
-    for fraction in (similarity_top_fraction, likelihood_top_fraction):
-        if fraction is not None and not 0.0 < fraction <= 1.0:
-            raise ValueError(f"top fractions must be in (0, 1], got {fraction}")
+    fractions = (similarity_top_fraction, likelihood_top_fraction)
+    if any(f is not None and not 0.0 < f <= 1.0 for f in fractions):
+        raise ValueError(f"top fractions must be in (0, 1], got {fractions}")
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be at least 0, got {tolerance}")
+    table_of = graph.stage("judge_scores").table
     shards = sorted(set(shards))
-    models = {lake.read_json(scores_report(shard)).get("extra", {}).get("model") for shard in shards}
-    digests = {shard: _digest(lake.read_parquet(scores_table(shard))) for shard in shards}
-    if len(models) > 1:
-        raise ValueError(f"judge scores from different models cannot share a threshold: {sorted(map(str, models))}")
+    by_model: dict[str | None, list[str]] = {}
+    for shard in shards:
+        by_model.setdefault(scores_model(lake, shard), []).append(shard)
+    digests = {shard: _digest(lake.read_parquet(table_of(shard))) for shard in shards}
+    previous = JudgeThreshold(**lake.read_json(THRESHOLD_PATH)) if lake.exists(THRESHOLD_PATH) else None
+    changed = sorted(s for s in shards if previous is None or previous.digests.get(s) != digests[s])
+    if fractions == (None, None):
+        # turning the judge off drops thresholds that were in force: every shard's decisions may change
+        was_on = previous is not None and (previous.similarity, previous.likelihood) != (None, None)
+        affected = shards if was_on else changed
+        note = "no pair judge configured (judge mode is not 'pairs')"
+        result = JudgeThreshold(None, None, None, None, 0, len(shards), "", digests, tolerance, affected, note)
+        lake.write_json(THRESHOLD_PATH, asdict(result))
+        return result
+    if len(by_model) > 1:
+        majority = max(by_model, key=lambda m: (m is not None, len(by_model[m])))
+        stale = sorted(s for m, group in by_model.items() if m != majority for s in group)
+        raise ValueError(
+            f"judge scores from different models cannot share a threshold: {sorted(map(str, by_model))}; "
+            f"re-run judge_scores for {stale}"
+        )
+    model = next(iter(by_model), None)
+    if shards and model is None:
+        raise ValueError(f"no pair judge scored {shards}: re-run judge_scores with the judge in mode 'pairs'")
 
     def kept(name: str) -> Callable[[], Iterator[np.ndarray]]:
         def batches() -> Iterator[np.ndarray]:
             for shard in shards:
-                table = lake.read_parquet(scores_table(shard), columns=[name, "kept"]).filter(pc.field("kept"))
+                table = lake.read_parquet(table_of(shard), columns=[name, "kept"]).filter(pc.field("kept"))
                 yield table[name].to_numpy().astype(np.float32, copy=False)
 
         return batches
 
+    comparable = previous is not None and (
+        previous.model,
+        previous.similarity_top_fraction,
+        previous.likelihood_top_fraction,
+    ) == (model, *fractions)
     counted: dict[str, int] = {}
 
-    def threshold(name: str, fraction: float | None) -> float | None:
+    def threshold(name: str, fraction: float | None, old: float | None) -> float | None:
         if fraction is None:
             return None
         try:
-            value, counted[name] = top_fraction_threshold(kept(name), fraction)
+            exact, n = top_fraction_threshold(kept(name), fraction)
         except NoScores:
             raise ValueError(f"no finite {name} score in any shard: cannot compute a top-fraction threshold") from None
-        return value
+        counted[name] = n
+        if comparable and old is not None and abs(_share_at_least(kept(name)(), old, n) - fraction) <= tolerance:
+            return old
+        return exact
 
+    similarity = threshold("judge_similarity", similarity_top_fraction, previous.similarity if previous else None)
+    likelihood = threshold("judge_likelihood", likelihood_top_fraction, previous.likelihood if previous else None)
+    if comparable:
+        moved = set(changed)
+        for name, old, new in (
+            ("judge_similarity", previous.similarity, similarity),
+            ("judge_likelihood", previous.likelihood, likelihood),
+        ):
+            if old != new:
+                low, high = sorted((old, new))
+                moved |= {s for s, v in zip(shards, kept(name)(), strict=True) if np.any((v >= low) & (v < high))}
+        affected = sorted(moved)
+    else:
+        affected = shards
     result = JudgeThreshold(
-        similarity=threshold("judge_similarity", similarity_top_fraction),
-        likelihood=threshold("judge_likelihood", likelihood_top_fraction),
+        similarity=similarity,
+        likelihood=likelihood,
         similarity_top_fraction=similarity_top_fraction,
         likelihood_top_fraction=likelihood_top_fraction,
         scores=max(counted.values()),
         shards=len(shards),
-        model=str(models.pop()) if models else "",
+        model=str(model),
         digests=digests,
+        tolerance=tolerance,
+        affected_shards=affected,
     )
     lake.write_json(THRESHOLD_PATH, asdict(result))
     return result
@@ -204,17 +250,25 @@ def read_judge_threshold(
 ) -> JudgeThreshold:
     """The published thresholds; refuses ones computed for another model or other fractions."""
     if not lake.exists(THRESHOLD_PATH):
-        raise FileNotFoundError(f"{THRESHOLD_PATH} is missing: compute judge_threshold over all shards first")
+        raise FileNotFoundError(f"{THRESHOLD_PATH} is missing: run judge_score_threshold over all shards first")
     data = JudgeThreshold(**lake.read_json(THRESHOLD_PATH))
     wanted = (model, similarity_top_fraction, likelihood_top_fraction)
     found = (data.model, data.similarity_top_fraction, data.likelihood_top_fraction)
     if found != wanted:
-        raise ValueError(f"{THRESHOLD_PATH} is for (model, similarity, likelihood fractions) {found}, not {wanted}")
+        raise ValueError(
+            f"{THRESHOLD_PATH} is for (model, similarity, likelihood fractions) {found}, not {wanted}: "
+            "re-run judge_score_threshold"
+        )
     return data
 
 
 def _digest(scores: pa.Table) -> str:
     return table_digest(scores.select(["uid", *SCORES, "kept"]))
+
+
+def _share_at_least(parts: Iterator[np.ndarray], threshold: float, n: int) -> float:
+    """The share of the ``n`` scores in ``parts`` at or above ``threshold``, one shard in memory at a time."""
+    return sum(int(np.count_nonzero(v >= threshold)) for v in parts) / n
 
 
 def pair_verdicts(
@@ -235,11 +289,11 @@ def pair_verdicts(
     if scores is None or scores["uid"].to_pylist() != list(entering_uids):
         raise ValueError(
             f"shard {shard!r} has no judge scores by {model} for the samples entering quality: run "
-            "judge_score_shard for it, then judge_threshold"
+            "judge_scores for it, then judge_score_threshold"
         )
     if threshold.digests.get(shard) != _digest(scores):
         raise ValueError(
-            f"{THRESHOLD_PATH} was computed without shard {shard!r}'s current scores: re-run judge_threshold"
+            f"{THRESHOLD_PATH} was computed without shard {shard!r}'s current scores: re-run judge_score_threshold"
         )
     rows = {row["uid"]: row for row in scores.to_pylist()}
     verdicts = {}

@@ -12,6 +12,7 @@ ASPECT_RATIO = "aspect_ratio"
 UNDECODABLE = "undecodable"  # no readable image (or image size) for the sample
 NAN_SCORE = "nan_score"  # a model returned a score that is not a number
 NO_MODEL = "no_model"  # no CLIP model to score with (none configured, or none registered yet)
+JUDGE_OFF = "judge_off"  # the judge is not a pair judge (mode ``pairs``) in this profile: nothing to score with
 CLIP_SCORE_LOW = "clip_score_low"
 JUDGE_UNPARSEABLE = "judge_unparseable"  # the judge's answer does not end in a valid ``score: {N}``
 JUDGE_SCORE_LOW = "judge_score_low"
@@ -29,4 +30,4 @@ REASONS: tuple[str, ...] = (
     JUDGE_LIKELIHOOD_LOW,
 )
 CLIP_SCORE_REASONS: tuple[str, ...] = (UNDECODABLE, NAN_SCORE, NO_MODEL)
-JUDGE_SCORE_REASONS: tuple[str, ...] = (UNDECODABLE, NAN_SCORE)
+JUDGE_SCORE_REASONS: tuple[str, ...] = (UNDECODABLE, NAN_SCORE, JUDGE_OFF)

@@ -4,8 +4,9 @@ Filters run cheapest first and each later one only sees what the earlier ones ke
 pixels), the CLIP score (read from the ``clip_scores`` stage's table, which the graph runs first), then the VLM
 judge. The tar is opened only when a model filter has samples to look at. A filter without a model is not run
 and the report says so; nothing is scored or kept on a model's behalf that did not run. The judge is a prompted
-VLM (modes ``generate``/``logits``) or a pair scorer such as the bootstrapped CoCa (mode ``pairs``, scores and
-global thresholds from :mod:`ops.quality.judge_scores`); ``judge_model`` names the model that judged each pair.
+VLM (modes ``generate``/``logits``) or a pair scorer such as the bootstrapped CoCa (mode ``pairs``: scores and
+global thresholds read from the ``judge_scores`` and ``judge_score_threshold`` stages, :mod:`ops.quality.judge_scores`);
+``judge_model`` names the model that judged each pair.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from assets.curation import curation, entry_counts, metaclip_metadata
 from assets.dataset import dataset
 from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
-from assets.quality import clip_score_threshold, clip_scores, quality
+from assets.quality import clip_score_threshold, clip_scores, judge_score_threshold, judge_scores, quality
 from assets.recaption import recaption
 from assets.safety import safety
 from assets.settings import as_resource
@@ -133,9 +133,11 @@ def test_in_process_two_shards_through_dedup_with_checks_and_mlflow(small_web, d
 
     # quality, safety, recaption with the demo's honest defaults: heuristics only, no model invented
     for key in small_web.shards:
-        assert materialize([clip_scores], partition_key=key, resources=res, instance=instance).success
-        assert _latest_check_passed(instance, "clip_scores")
-    assert materialize([clip_score_threshold], resources=res, instance=instance).success
+        assert materialize([clip_scores, judge_scores], partition_key=key, resources=res, instance=instance).success
+        assert _latest_check_passed(instance, "clip_scores") and _latest_check_passed(instance, "judge_scores")
+        assert set(small_web.lake.read_json(f"quality/judge_scores/{key}.report.json")["dropped"]) == {"judge_off"}
+    assert materialize([clip_score_threshold, judge_score_threshold], resources=res, instance=instance).success
+    assert small_web.lake.read_json("quality/judge_threshold.json")["similarity"] is None
     for key in small_web.shards:
         assert materialize([quality, safety, recaption], partition_key=key, resources=res, instance=instance).success
         assert all(_latest_check_passed(instance, a) for a in ("quality", "safety", "recaption"))

@@ -37,6 +37,8 @@ from ops.dataset.writer import DatasetConfig, publish_dataset
 from ops.dedup import DedupConfig, build_index, dedup_shard, hash_shard
 from ops.quality.clip_score import ClipScorer, clip_score_shard, clip_threshold
 from ops.quality.config import QualityConfig
+from ops.quality.judge import PAIRS
+from ops.quality.judge_scores import judge_score_shard, judge_threshold
 from ops.quality.shard import quality_shard
 from ops.recaption.shard import RecaptionConfig, recaption_shard
 from ops.report import StageReport
@@ -223,6 +225,8 @@ class Settings:
 
 def _runners(lake: Lake, shards: list[str], s: Settings) -> dict[str, object]:
     """One call per stage: per-shard stages get a shard, global ones run over ``shards``."""
+    judge = s.quality.judge
+    pairs = judge.mode == PAIRS
     return {
         "image_hashes": lambda shard: hash_shard(lake, shard, s.dedup),
         "dedup_index": lambda: build_index(lake, shards, s.dedup),
@@ -233,6 +237,13 @@ def _runners(lake: Lake, shards: list[str], s: Settings) -> dict[str, object]:
         "clip_scores": lambda shard: clip_score_shard(lake, shard, s.scorer, s.clip_batch_size),
         "clip_score_threshold": lambda: clip_threshold(
             lake, shards, s.quality.clip.top_fraction, s.quality.clip.tolerance
+        ),
+        "judge_scores": lambda shard: judge_score_shard(lake, shard, s.judge if pairs else None, judge.batch_size),
+        "judge_score_threshold": lambda: judge_threshold(
+            lake,
+            shards,
+            *((judge.similarity_top_fraction, judge.likelihood_top_fraction) if pairs else (None, None)),
+            tolerance=judge.tolerance,
         ),
         "quality": lambda shard: quality_shard(lake, shard, s.quality, judge=s.judge),
         "safety": lambda shard: safety_shard(lake, shard, s.safety),

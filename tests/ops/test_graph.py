@@ -46,6 +46,7 @@ def test_per_shard_paths_come_from_the_declaration():
     assert graph.stage("crawl").table("s1") == "crawl/s1.parquet"
     assert graph.stage("image_hashes").report("s1") == "dedup/hashes/s1.report.json"
     assert graph.stage("clip_scores").table("s1") == "quality/clip/s1.parquet"
+    assert graph.stage("judge_scores").table("s1") == "quality/judge_scores/s1.parquet"
     assert graph.stage("curation").table("s1") == "curation/s1.parquet"
     homes = [s.home for s in graph.shard_stages()]
     assert len(homes) == len(set(homes))  # no two stages write the same table
@@ -86,6 +87,8 @@ def test_levels_depths_and_triggers_on_the_real_graph():
         "entry_counts": 1,
         "clip_scores": 1,
         "clip_score_threshold": 1,
+        "judge_scores": 1,
+        "judge_score_threshold": 1,
         "quality": 2,
         "safety": 2,
         "recaption": 2,
@@ -102,7 +105,7 @@ def test_levels_depths_and_triggers_on_the_real_graph():
     # an update of a per-shard input behind a global dep reaches the stage through that global step
     assert graph.triggering_deps("dedup") == ((), ("dedup_index",))
     assert graph.triggering_deps("curation") == (("dedup",), ("metaclip_metadata",))
-    assert graph.triggering_deps("quality") == ((), ("clip_score_threshold",))
+    assert graph.triggering_deps("quality") == ((), ("clip_score_threshold", "judge_score_threshold"))
     assert graph.triggering_deps("recaption") == (("safety",), ())
     assert graph.triggering_deps("crawl") == ((), ())
     assert graph.ancestors("curation") == {
@@ -120,8 +123,8 @@ def test_waves_run_every_stage_once_after_everything_it_reads():
     assert [(scope, names(group)) for scope, group in waves] == [
         ("shard", ["crawl", "download", "image_hashes"]),
         ("global", ["dedup_index", "metaclip_metadata"]),
-        ("shard", ["dedup", "curation", "clip_scores"]),
-        ("global", ["entry_counts", "clip_score_threshold"]),
+        ("shard", ["dedup", "curation", "clip_scores", "judge_scores"]),
+        ("global", ["entry_counts", "clip_score_threshold", "judge_score_threshold"]),
         ("shard", ["quality", "safety", "recaption"]),
         ("global", ["dataset", "model", "evaluation"]),
     ]

@@ -37,8 +37,9 @@ def test_a_kept_sample_has_a_row_in_every_stage_and_the_dataset(lake):
     rows = trace(lake, uids["other"])
     assert [r["stage"] for r in rows] == [*FLOWING_AND_ANNOTATING, "dataset"]
     assert {r["shard"] for r in rows} == {"s1"}
-    assert all(r["kept"] for r in rows if r["stage"] != "clip_scores")
+    assert all(r["kept"] for r in rows if r["stage"] not in ("clip_scores", "judge_scores"))
     assert by_stage_reason(rows, "clip_scores") == "no_model"  # no CLIP model configured: recorded, not invented
+    assert by_stage_reason(rows, "judge_scores") == "judge_off"  # no pair judge: unscored, on the record
     by_stage = {r["stage"]: r for r in rows}
     assert by_stage["dataset"]["p_keep"] == 1.0  # every entry is in the tail at t = 100
     assert by_stage["crawl"]["text"] == "a green door in the old town"

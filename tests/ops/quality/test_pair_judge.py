@@ -4,7 +4,7 @@ judged it, and resume after an interruption."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +17,10 @@ from ops.ledger import check_ledger
 from ops.quality import reasons as R
 from ops.quality.config import HeuristicRules, QualityConfig
 from ops.quality.judge import JudgeConfig
-from ops.quality.judge_scores import (
-    SCHEMA,
-    THRESHOLD_PATH,
-    home,
-    judge_score_shard,
-    judge_threshold,
-    read_judge_threshold,
-    scores_report,
-    scores_table,
-)
+from ops.quality.judge_scores import SCHEMA, THRESHOLD_PATH, judge_score_shard, judge_threshold, read_judge_threshold
 from ops.quality.shard import quality_shard
 from ops.report import StageReport
-from ops.stage import conservation_problems
+from ops.stage import conservation_problems, done_shards
 from ops.vlm import VlmConfig, load_backend
 from tests.ops.quality.shards import GERMAN, Sample, many, stored_images, write_shard, write_shards
 
@@ -43,6 +34,7 @@ MIXED = [
 ENTERING = [s.name for s in MIXED if s.downloaded]
 PAIRS = JudgeConfig(mode="pairs", similarity_top_fraction=0.6, likelihood_top_fraction=0.6, batch_size=3)
 QUALITY = graph.stage("quality")
+SCORES = graph.stage("judge_scores")
 
 
 def by_name(table: pa.Table, uids: dict[str, str]) -> dict[str, dict]:
@@ -66,7 +58,7 @@ def test_every_entering_sample_is_scored(tmp_path: Path, coca) -> None:
     lake = Lake(str(tmp_path))
     uids = write_shard(lake, "s0", MIXED)
     report = judge_score_shard(lake, "s0", coca, batch_size=3)
-    table = lake.read_parquet(scores_table("s0"))
+    table = lake.read_parquet(SCORES.table("s0"))
     entering_uids = [uids[n] for n in ENTERING]
     assert table.schema == SCHEMA and table["uid"].to_pylist() == entering_uids
     assert check_ledger(table, R.JUDGE_SCORE_REASONS, report, entering_uids) == []
@@ -77,7 +69,7 @@ def test_every_entering_sample_is_scored(tmp_path: Path, coca) -> None:
     direct = coca.score_pairs(stored_images(lake, "quality", "s0", good), [s.text for s in many(6)])
     got = np.array([[rows[s.name]["judge_similarity"], rows[s.name]["judge_likelihood"]] for s in many(6)])
     np.testing.assert_allclose(got, np.stack([direct.similarity, direct.likelihood], 1), atol=1e-4)
-    assert not lake.exists(f"{home()}/.staging/s0/fingerprint.json")
+    assert not lake.exists(f"{SCORES.home}/.staging/s0/fingerprint.json")
 
 
 def _scores(lake: Lake, shard: str, similarity: list[float], likelihood: list[float], model: str = "m") -> None:
@@ -92,8 +84,8 @@ def _scores(lake: Lake, shard: str, similarity: list[float], likelihood: list[fl
         },
         schema=SCHEMA,
     )
-    lake.write_parquet(scores_table(shard), table)
-    lake.write_json(scores_report(shard), {"extra": {"model": model}})
+    lake.write_parquet(SCORES.table(shard), table)
+    lake.write_json(SCORES.report(shard), {"extra": {"model": model}})
 
 
 def test_thresholds_are_top_fractions_over_all_shards_in_any_order(tmp_path: Path) -> None:
@@ -106,7 +98,8 @@ def test_thresholds_are_top_fractions_over_all_shards_in_any_order(tmp_path: Pat
     _scores(two, "x", similarity[order[:300]].tolist(), likelihood[order[:300]].tolist())
     _scores(two, "y", similarity[order[300:]].tolist(), likelihood[order[300:]].tolist())
     found = judge_threshold(one, ["b", "a"], 0.3, 0.5)
-    assert replace(found, digests={}) == replace(judge_threshold(two, ["x", "y"], 0.3, 0.5), digests={})
+    unnamed = {"digests": {}, "affected_shards": []}
+    assert replace(found, **unnamed) == replace(judge_threshold(two, ["x", "y"], 0.3, 0.5), **unnamed)
     assert sorted(found.digests) == ["a", "b"]
     assert found.similarity == pytest.approx(-np.sort(-similarity)[150], abs=1e-6)
     assert found.likelihood == pytest.approx(-np.sort(-likelihood)[250], abs=1e-6)
@@ -130,8 +123,6 @@ def test_thresholds_refuse_mixed_models_empty_pools_and_no_fraction(tmp_path: Pa
     with pytest.raises(ValueError, match="no finite"):
         judge_threshold(lake, ["c"], 0.5, None)
     with pytest.raises(ValueError, match="needs"):
-        judge_threshold(lake, ["a"], None, None)
-    with pytest.raises(ValueError, match="needs"):
         JudgeConfig(mode="pairs")
     with pytest.raises(ValueError, match="in \\(0, 1\\]"):
         JudgeConfig(mode="pairs", similarity_top_fraction=1.5)
@@ -145,7 +136,7 @@ def _two_shards(root: Path) -> tuple[Lake, dict[str, str]]:
 def test_quality_keeps_what_reaches_every_threshold_and_records_who_judged(tmp_path: Path, coca) -> None:
     lake, uids = _two_shards(tmp_path)
     config = QualityConfig(judge=PAIRS)
-    with pytest.raises(FileNotFoundError, match="judge_threshold"):
+    with pytest.raises(FileNotFoundError, match="judge_score_threshold"):
         quality_shard(lake, "s0", config, judge=coca)
     for shard in ("s0", "s1"):
         judge_score_shard(lake, shard, coca)
@@ -168,10 +159,10 @@ def test_quality_keeps_what_reaches_every_threshold_and_records_who_judged(tmp_p
     assert report.extra["judge_similarity_threshold"] == thresholds.similarity
     assert lake.exists(THRESHOLD_PATH)
     judge_threshold(lake, ["s1"], 0.6, 0.6)  # computed without s0's scores
-    with pytest.raises(ValueError, match="re-run judge_threshold"):
+    with pytest.raises(ValueError, match="re-run judge_score_threshold"):
         quality_shard(lake, "s0", config, judge=coca)
-    lake.delete(scores_report("s0"))
-    with pytest.raises(ValueError, match="run judge_score_shard"):
+    lake.delete(SCORES.report("s0"))
+    with pytest.raises(ValueError, match="run judge_scores for it"):
         quality_shard(lake, "s0", config, judge=coca)
 
 
@@ -222,17 +213,96 @@ def test_resume_after_interruption_gives_the_same_tables(tmp_path: Path, coca) -
     judge_score_shard(lake, "s1", coca, batch_size=3)
     with pytest.raises(Interrupted):
         judge_score_shard(lake, "s0", DiesAfter(coca, 1), batch_size=3)
-    assert lake.exists(f"{home()}/.staging/s0/part-000000.parquet")
+    assert lake.exists(f"{SCORES.home}/.staging/s0/part-000000.parquet")
     second = DiesAfter(coca, 99)
     judge_score_shard(lake, "s0", second, batch_size=3)
     # 9 entering samples in batches of 3: one saved before the kill; of the two after, the last holds only the
     # two undecodable images and one more, so both still reach the model
     assert second.batches == 2
     for shard in ("s0", "s1"):  # pandas compares NaN (undecodable) as equal, Arrow does not
-        got, expected = (x.read_parquet(scores_table(shard)).to_pandas() for x in (lake, whole))
+        got, expected = (x.read_parquet(SCORES.table(shard)).to_pandas() for x in (lake, whole))
         assert got.equals(expected)
     judge_threshold(lake, ["s0", "s1"], 0.6, 0.6)
     quality_shard(lake, "s0", config, judge=coca)
     got, expected = (x.read_parquet(QUALITY.table("s0")).to_pandas() for x in (lake, whole))
     assert got.equals(expected)
-    assert lake.list(home()) == [f"{home()}/{s}.{ext}" for s in ("s0", "s1") for ext in ("parquet", "report.json")]
+    published = [f"{SCORES.home}/{s}.{ext}" for s in ("s0", "s1") for ext in ("parquet", "report.json")]
+    assert lake.list(SCORES.home) == published
+
+
+def test_thresholds_name_the_shards_whose_decisions_they_may_change(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path))
+    _scores(lake, "a", [0.1, 0.2, 0.3, 0.4], [0.0] * 4)
+    _scores(lake, "b", [0.5, 0.6, 0.7, 0.8], [0.0] * 4)
+    first = judge_threshold(lake, ["a", "b"], 0.5, None, tolerance=0.3)
+    assert first.similarity == pytest.approx(0.4) and first.affected_shards == ["a", "b"]
+    assert judge_threshold(lake, ["a", "b"], 0.5, None, tolerance=0.3).affected_shards == []
+    _scores(lake, "c", [0.9, 1.0, 1.1, 1.2], [0.0] * 4)
+    # the exact value is now 0.6, but 0.4 still keeps 9 of 12, within 0.3 of one half: only the new shard changes
+    held = judge_threshold(lake, ["a", "b", "c"], 0.5, None, tolerance=0.3)
+    assert held.similarity == first.similarity and held.affected_shards == ["c"]
+    # without the tolerance the threshold moves to 0.6: a and b hold scores that now fall below it, c does not
+    moved = judge_threshold(lake, ["a", "b", "c"], 0.5, None)
+    assert moved.similarity == pytest.approx(0.6, abs=1e-6) and moved.affected_shards == ["a", "b"]
+    _scores(lake, "c", [0.9, 1.0, 1.1, 1.3], [0.0] * 4)
+    assert judge_threshold(lake, ["a", "b", "c"], 0.5, None).affected_shards == ["c"]
+    assert judge_threshold(lake, ["a", "b", "c"], 0.5, 0.5).affected_shards == ["a", "b", "c"]  # other fractions
+    off = judge_threshold(lake, ["a", "b", "c"], None, None)
+    assert off.affected_shards == ["a", "b", "c"] and off.model == ""  # the thresholds in force are gone
+    assert judge_threshold(lake, ["a", "b", "c"], None, None).affected_shards == []
+    _scores(lake, "d", [0.5], [0.0], model="m2")
+    with pytest.raises(ValueError, match=r"re-run judge_scores for \['d'\]"):
+        judge_threshold(lake, ["a", "b", "c", "d"], 0.5, None)
+
+
+def test_judge_off_scores_nothing_and_accounts_for_every_sample(tmp_path: Path) -> None:
+    lake, uids = _two_shards(tmp_path)
+    for shard in ("s0", "s1"):
+        report = judge_score_shard(lake, shard, None)
+        assert conservation_problems(lake, SCORES, shard) == []
+        assert report.rows_kept == 0 and set(report.dropped) == {R.JUDGE_OFF}
+    table = lake.read_parquet(SCORES.table("s0"))
+    assert table.schema == SCHEMA and table["uid"].to_pylist() == [uids[n] for n in ENTERING]
+    assert table["judge_similarity"].null_count == table.num_rows
+    assert not lake.exists(f"{SCORES.home}/.staging")
+    off = judge_threshold(lake, ["s0", "s1"], None, None)
+    assert (off.similarity, off.likelihood, off.affected_shards) == (None, None, ["s0", "s1"])
+    assert "pairs" in off.note and lake.read_json(graph.stage("judge_score_threshold").output) == asdict(off)
+    assert judge_threshold(lake, ["s0", "s1"], None, None).affected_shards == []
+    with pytest.raises(ValueError, match="no pair judge scored"):
+        judge_threshold(lake, ["s0", "s1"], 0.5, None)
+    quality_shard(lake, "s0", QualityConfig())  # without a judge, quality reads neither
+    assert conservation_problems(lake, QUALITY, "s0") == []
+
+
+def test_judge_scores_then_threshold_then_quality_through_the_declared_stages(tmp_path: Path, coca) -> None:
+    lake, uids = _two_shards(tmp_path)
+    config = QualityConfig(judge=PAIRS)
+    assert [s.name for s in graph.stages().values() if s.name in QUALITY.reads] == [
+        "clip_scores",
+        "clip_score_threshold",
+        "judge_scores",
+        "judge_score_threshold",
+    ]
+    assert SCORES.takes == QUALITY.takes and SCORES.annotates
+    for shard in ("s0", "s1"):
+        judge_score_shard(lake, shard, coca, batch_size=4)
+        assert conservation_problems(lake, SCORES, shard) == []
+    step = graph.stage("judge_score_threshold")
+    assert step.reads == ("judge_scores",) and step.output == THRESHOLD_PATH
+    scored = done_shards(lake, SCORES, ["s0", "s1", "never-ingested"])
+    first = judge_threshold(lake, scored, 0.6, 0.6, tolerance=PAIRS.tolerance)
+    assert first.affected_shards == ["s0", "s1"] and first.model == coca.name
+    for shard in first.affected_shards:
+        quality_shard(lake, shard, config, judge=coca)
+        assert conservation_problems(lake, QUALITY, shard) == []
+    rows = by_name(lake.read_parquet(QUALITY.table("s1")), uids)
+    assert all(row["judge_model"] == coca.name for row in rows.values())
+    kept = sum(row["kept"] for row in rows.values())
+    assert 0 < kept < len(rows)
+    judge_score_shard(lake, "s1", coca, batch_size=4)  # the same scores again: nothing for quality to redo
+    again = judge_threshold(lake, scored, 0.6, 0.6, tolerance=PAIRS.tolerance)
+    assert again.affected_shards == [] and (again.similarity, again.likelihood) == (first.similarity, first.likelihood)
+    before = lake.read_parquet(QUALITY.table("s1"))
+    quality_shard(lake, "s1", config, judge=coca)  # the re-scored shard still matches the thresholds' digests
+    assert lake.read_parquet(QUALITY.table("s1")).equals(before)
