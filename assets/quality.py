@@ -6,13 +6,12 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 from assets.reporting import affected_metadata, per_shard
 from assets.settings import GuardrailSettings, QualitySettings
 from assets.stage_asset import stage_asset
-from infra.lake import Lake
+from assets.vlm import load_vlm
 from infra.resources import LakeResource, MlflowResource
 from infra.tracking import resolve_clip_model
 from ops import graph
 from ops.quality import (
     ClipScorer,
-    JudgeConfig,
     clip_score_shard,
     clip_threshold,
     judge_score_shard,
@@ -21,7 +20,6 @@ from ops.quality import (
 )
 from ops.quality.judge import PAIRS
 from ops.stage import done_shards
-from ops.vlm import Captioner, VlmConfig, load_backend
 from pipelines.partitions import shards
 
 
@@ -73,15 +71,6 @@ def clip_score_threshold(
     )
 
 
-def load_judge(judge: JudgeConfig, mlflow: MlflowResource, store: Lake) -> Captioner | None:
-    """The configured judge, or None. A CoCa named by an MLflow URI (``models:/…``) is resolved against the
-    pipeline's own tracking server, not MLflow's default, so the judge is the model this pipeline registered."""
-    if not judge.model:
-        return None
-    engine = {"tracking_uri": mlflow.tracker(store).tracking_uri} if judge.backend == "coca" else {}
-    return load_backend(VlmConfig(model=judge.model, backend=judge.backend, engine_kwargs=engine))
-
-
 @stage_asset("judge_scores", kinds={"pytorch", "parquet"})
 def judge_scores(
     context: AssetExecutionContext,
@@ -92,7 +81,7 @@ def judge_scores(
 ) -> MaterializeResult:
     store = lake.lake()
     judge = quality_settings.config().judge
-    scorer = load_judge(judge, mlflow, store) if judge.mode == PAIRS else None
+    scorer = load_vlm(judge.model, judge.backend, mlflow, store) if judge.mode == PAIRS else None
     return per_shard(
         context,
         store,
@@ -141,7 +130,7 @@ def quality(
 ) -> MaterializeResult:
     store = lake.lake()
     config = quality_settings.config()
-    judge = load_judge(config.judge, mlflow, store)
+    judge = load_vlm(config.judge.model, config.judge.backend, mlflow, store)
     return per_shard(
         context,
         store,

@@ -6,10 +6,10 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 from assets.reporting import per_shard
 from assets.settings import GuardrailSettings, RecaptionSettings
 from assets.stage_asset import stage_asset
+from assets.vlm import load_vlm
 from infra.resources import LakeResource, MlflowResource
 from ops import graph
 from ops.recaption import recaption_shard
-from ops.vlm import VlmConfig, load_backend
 
 
 @stage_asset("recaption", kinds={"pytorch", "parquet"})
@@ -22,7 +22,7 @@ def recaption(
 ) -> MaterializeResult:
     store = lake.lake()
     config = recaption_settings.config()
-    captioner = load_backend(VlmConfig(model=config.model, backend=config.backend)) if config.model else None
+    captioner = load_vlm(config.model, config.backend, mlflow, store)
     return per_shard(
         context,
         store,
