@@ -29,17 +29,19 @@ worker if a distributor pickled them.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import importlib
 import io
 import ipaddress
 import multiprocessing
+import os
+import signal
 import socket
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +92,48 @@ class Limits:
 _request = threading.local()  # the deadline of the request this thread is making (redirects share it)
 
 
+class DownloadCancelled(OSError):
+    """The download was cancelled: no new request starts, and the ones in flight are cut."""
+
+
+class _InFlight:
+    """The sockets of the requests in flight. A cancelled download shuts them down at once: img2dataset's thread
+    pool waits for every fetch it started before it lets the interrupt through, and a slow server would otherwise
+    hold a cancelled run for as long as its slowest answer (the request deadline, a minute by default)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._cancelled = False
+
+    def opened(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._cancelled:
+                sock.close()
+                raise DownloadCancelled("the download was cancelled")
+            self._open.add(sock)
+
+    def closed(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._cancelled = False
+            self._open.clear()
+
+
+_IN_FLIGHT = _InFlight()
+
+
 class _GuardedReader(io.RawIOBase):
     """A socket reader that gives up at the request's deadline and once the body passes its limit."""
 
@@ -128,6 +172,7 @@ class _GuardedReader(io.RawIOBase):
         return n
 
     def close(self) -> None:
+        _IN_FLIGHT.closed(self._sock)
         self._raw.close()  # releases the socket, which urllib has already closed on its side
         super().close()
 
@@ -210,6 +255,7 @@ def build_opener(policy: AddressPolicy, limits: Limits | None = None) -> urllib.
         def connect(self) -> None:
             ip = checked_address(self.host, self.port, policy)
             self.sock = socket.create_connection((ip, self.port), _connect_timeout(self.timeout), self.source_address)
+            _IN_FLIGHT.opened(self.sock)
             self.sock.settimeout(_seconds(self.timeout))
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -217,6 +263,7 @@ def build_opener(policy: AddressPolicy, limits: Limits | None = None) -> urllib.
         def connect(self) -> None:
             ip = checked_address(self.host, self.port, policy)
             sock = socket.create_connection((ip, self.port), _connect_timeout(self.timeout), self.source_address)
+            _IN_FLIGHT.opened(sock)
             sock.settimeout(_seconds(self.timeout))
             self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
@@ -293,14 +340,43 @@ def _end_processes(children: set[multiprocessing.Process], grace: float = 5.0) -
             child.join(grace)
 
 
-@contextmanager
+@contextlib.contextmanager
+def _cut_requests_on_interrupt() -> Iterator[None]:
+    """While active, an interrupt (SIGINT, or SIGTERM: a cancelled run) first cuts the requests in flight, then goes
+    to whatever handled it before. Signal handlers belong to the main thread; elsewhere the interrupt is left as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: Any) -> Any:
+        _IN_FLIGHT.cancel()
+        before = previous[signum]
+        if callable(before):
+            return before(signum, frame)
+        if before == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        return None
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+
+
+@contextlib.contextmanager
 def guarded_img2dataset(allow_networks: tuple[str, ...], max_pixels: int, limits: Limits) -> Iterator[None]:
     """While active, ``img2dataset.download`` runs its shards in this process (:func:`in_process_distributor`)
     through :class:`GuardedDownloader`. The guarded opener it installs for ``urllib.request.urlopen``, which is
     process-wide, is taken out again afterwards; downloads in one process take turns.
 
-    When the download is interrupted (a cancelled run), the processes img2dataset started are ended too: its logger
-    process polls until every shard has reported, so left alive it would hold the step's process at exit for ever.
+    When the download is interrupted (a cancelled run), the requests in flight are cut at once (:class:`_InFlight`),
+    and the processes img2dataset started are ended too: its logger process polls until every shard has reported,
+    so left alive it would hold the step's process at exit for ever.
     """
 
     def make(*args: Any, **kwargs: Any) -> GuardedDownloader:
@@ -315,9 +391,12 @@ def guarded_img2dataset(allow_networks: tuple[str, ...], max_pixels: int, limits
         opener = urllib.request._opener  # urlopen's process-wide opener (None until one is installed or used)
         _IMG2DATASET_MAIN.Downloader, _IMG2DATASET_MAIN.multiprocessing_distributor = make, in_process_distributor
         before = set(multiprocessing.active_children())
+        _IN_FLIGHT.reset()
         try:
-            yield
+            with _cut_requests_on_interrupt():
+                yield
         except BaseException:
+            _IN_FLIGHT.cancel()
             _end_processes(set(multiprocessing.active_children()) - before)
             raise
         finally:
