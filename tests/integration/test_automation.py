@@ -117,6 +117,9 @@ def test_new_sources_flow_through_every_stage_and_only_the_new_shard_reruns(worl
         assert wait_until_settled(
             instance, lambda: _evaluations(instance) >= 2, QUIET_SECONDS, SETTLE_TIMEOUT, daemon
         ), (home / "daemon.log").read_text()[-4000:]
+        # the run-status sensors end each run's MLflow runs; they need the daemon, so this waits before it stops
+        tracker = Tracker(default_tracking_uri(Path(lake.path("mlflow"))), "clipfoundry")
+        assert wait_for(lambda: _all_ended(tracker), 180, 2, "the run-status sensors to end every MLflow run")
 
     failed = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
     assert [r.tags.get("dagster/partition") for r in failed] == ["sample_web.broken"]
@@ -145,7 +148,6 @@ def test_new_sources_flow_through_every_stage_and_only_the_new_shard_reruns(worl
         assert run.remote_job_origin.location_name == "pipelines.definitions"
         assert run.tags.get("dagster/sensor_name") == "automation_sensor"
     tracker = Tracker(default_tracking_uri(Path(lake.path("mlflow"))), "clipfoundry")
-    assert wait_for(lambda: _all_ended(tracker), 120, 2, "the run-status sensors to end every MLflow run")
     statuses = {run.run_id: run.status.value for run in instance.get_runs()}
     by_kind: dict[str, set[str]] = {}
     for mlflow_run in tracker.client.search_runs([tracker.experiment_id], max_results=5000):
