@@ -93,6 +93,9 @@ class Tracker:
         self.tracking_uri = check_tracking_uri(tracking_uri)
         self.ui_url = ui_url
         self.settle_seconds = settle_seconds
+        if artifact_location is None and tracking_uri.startswith("sqlite:///"):
+            # MLflow's default is ./mlruns under whatever folder the process runs in: keep artifacts by their store
+            artifact_location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
         with _store_lock(tracking_uri):
             self.client = MlflowClient(tracking_uri=tracking_uri)
             found = self.client.get_experiment_by_name(experiment)
