@@ -174,4 +174,3 @@ def test_new_sources_flow_through_every_stage_and_only_the_new_shard_reruns(worl
     )
     stages = [json.loads(line)["stage"] for line in traced.stdout.splitlines()]
     assert [s for s in dict.fromkeys(stages) if s != "dataset"] == per_shard  # in pipeline order, none missing
-    assert not (REPO / "mlruns").exists()
