@@ -79,7 +79,9 @@ def test_loads_a_clip_model_logged_to_mlflow(tiny_clip, tmp_path: Path) -> None:
     images = [decode(jpeg(i)) for i in range(3)]
     texts = ["a", "b c", "a red bicycle"]
     try:
-        experiment = mlflow.MlflowClient().create_experiment("clip-score-test")  # this store's own, whatever ran before
+        experiment = mlflow.MlflowClient().create_experiment(  # this store's own, whatever ran before
+            "clip-score-test", artifact_location=(tmp_path / "artifacts").as_uri()
+        )
         with mlflow.start_run(experiment_id=experiment) as run:
             info = mlflow.pytorch.log_model(
                 model, name="clip", serialization_format="pickle", pip_requirements=["torch"]
