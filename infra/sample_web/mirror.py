@@ -11,16 +11,16 @@ see where a transfer resumed.
 from __future__ import annotations
 
 import re
-import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from infra.sample_web.server import QuietHandler, QuietServer
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(QuietServer):
     daemon_threads = True
     request_queue_size = 1024
     allow_reuse_address = True
@@ -32,20 +32,10 @@ class _Server(ThreadingHTTPServer):
         self.gets: list[tuple[str, int]] = []
         super().__init__(address, _Handler)
 
-    def handle_error(self, request, client_address) -> None:
-        """A client that hangs up (or a staged cut) is expected; anything else is a bug worth a traceback."""
-        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
 
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
     server_version = "mirror/1.0"
-    sys_version = ""
-
-    def log_message(self, format: str, *args) -> None:
-        pass
 
     def do_HEAD(self) -> None:
         self._serve(send_body=False)

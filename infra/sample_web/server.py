@@ -35,7 +35,26 @@ MAX_DELAY_S = 30.0
 _TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".html": "text/html; charset=utf-8"}
 
 
-class _Server(ThreadingHTTPServer):
+class QuietServer(ThreadingHTTPServer):
+    """A threaded test server for which clients that time out and hang up are part of the job; anything else is a
+    bug worth a traceback."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive, no access log, no Python version in the ``Server`` header."""
+
+    protocol_version = "HTTP/1.1"
+    sys_version = ""
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+
+class _Server(QuietServer):
     daemon_threads = True
     request_queue_size = 1024
     allow_reuse_address = True
@@ -45,20 +64,10 @@ class _Server(ThreadingHTTPServer):
         self.closing = threading.Event()
         super().__init__(address, _Handler)
 
-    def handle_error(self, request, client_address) -> None:
-        """Clients that time out and hang up are part of the job; anything else is a bug worth a traceback."""
-        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
 
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
     server_version = "sample-web/1.0"
-    sys_version = ""
-
-    def log_message(self, format: str, *args) -> None:
-        pass
 
     def do_GET(self) -> None:
         self._route(self.path, send_body=True)
