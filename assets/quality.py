@@ -1,5 +1,6 @@
-"""quality: raw CLIP scores and pair-judge scores per shard, their top-fraction thresholds over all shards, then
-the filters (heuristics, CLIP score, VLM judge). Model steps share the ``gpu`` concurrency pool."""
+"""quality: the metadata heuristics, then raw CLIP scores and pair-judge scores per shard, their top-fraction
+thresholds over all shards, then the model filters (CLIP score, VLM judge). Model steps share the ``gpu``
+concurrency pool."""
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
@@ -10,6 +11,7 @@ from assets.vlm import load_vlm
 from infra.resources import LakeResource, MlflowResource
 from infra.tracking import resolve_clip_model
 from ops import graph
+from ops.bootstrap import read_bootstrap
 from ops.quality import (
     ClipScorer,
     clip_score_shard,
@@ -18,9 +20,30 @@ from ops.quality import (
     judge_threshold,
     quality_shard,
 )
+from ops.quality.heuristics import heuristics_shard
 from ops.quality.judge import PAIRS
 from ops.stage import done_shards
 from pipelines.partitions import shards
+
+
+@stage_asset("heuristics", kinds={"python", "parquet"})
+def heuristics(
+    context: AssetExecutionContext,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    quality_settings: QualitySettings,
+    guardrail_settings: GuardrailSettings,
+) -> MaterializeResult:
+    store = lake.lake()
+    rules = quality_settings.config().heuristics.resolve()
+    return per_shard(
+        context,
+        store,
+        mlflow,
+        "heuristics",
+        guardrails=guardrail_settings.config(),
+        op=lambda shard: heuristics_shard(store, shard, rules),
+    )
 
 
 @stage_asset("clip_scores", kinds={"pytorch", "parquet"})
@@ -33,7 +56,8 @@ def clip_scores(
 ) -> MaterializeResult:
     store = lake.lake()
     clip = quality_settings.config().clip
-    spec, description = resolve_clip_model(clip, mlflow.tracker(store))
+    bootstrap = read_bootstrap(store) if clip.bootstrap else None
+    spec, description = resolve_clip_model(clip, mlflow.tracker(store), bootstrap)
     scorer = ClipScorer(spec) if spec is not None else None
     return per_shard(
         context,

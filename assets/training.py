@@ -1,10 +1,12 @@
 """model and evaluation: open_clip training under torchrun, launched through Dagster Pipes, then zero-shot and
-retrieval evaluation with the curation entry counts beside each class ("Neglected Tails")."""
+retrieval evaluation with the curation entry counts beside each class ("Neglected Tails"). The training and
+evaluation paths here are also the bootstrap's (:mod:`assets.bootstrap`)."""
 
 import hashlib
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -17,10 +19,22 @@ from dagster import (
 from assets.reporting import markdown_table, open_tracking, tracking_metadata
 from assets.settings import EvaluationSettings, ModelSettings
 from assets.stage_asset import stage_asset
+from infra.lake import Lake
 from infra.resources import LakeResource, MlflowResource
-from infra.tracking import describe_model_version, log_clip_model, record_evaluation
-from ops.curation.stage import ENTRY_COUNTS
-from ops.training import dataset_shards, load_trained
+from infra.tracking import (
+    ROUND_TAG,
+    Tracker,
+    describe_model_version,
+    log_clip_model,
+    log_coca_model,
+    record_evaluation,
+)
+from ops.bootstrap import OUTPUT as BOOTSTRAP_OUTPUT
+from ops.bootstrap import curation_round
+from ops.evaluation.config import EvaluationConfig
+from ops.evaluation.suite import SuiteResult, run_suite
+from ops.training import TrainConfig, dataset_shards, load_trained
+from ops.training.config import ModelConfig
 
 
 def _latest_metadata(context: AssetExecutionContext, asset_key: str) -> dict:
@@ -30,30 +44,47 @@ def _latest_metadata(context: AssetExecutionContext, asset_key: str) -> dict:
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
-@stage_asset("model", kinds={"pytorch", "mlflow"})
-def model(
-    context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, model_settings: ModelSettings
-) -> MaterializeResult:
-    """A CLIP model trained on the latest dataset version, logged and registered in MLflow with its lineage.
+@dataclass(frozen=True)
+class Trained:
+    """A model trained and registered by :func:`train_registered`."""
+
+    reported: dict[str, Any]  # what the training process reported through Pipes (checkpoint, steps, losses)
+    config: TrainConfig
+    registered_model: str
+    version: str
+    samples: int
+    tracker: Tracker
+    run_id: str
+
+
+def train_registered(
+    context: AssetExecutionContext,
+    store: Lake,
+    mlflow: MlflowResource,
+    model_config: ModelConfig,
+    dataset_version: str,
+    manifest_uri: str,
+    tags: dict[str, str],
+) -> Trained:
+    """Train ``model_config`` on a dataset version under torchrun through Dagster Pipes, then log and register it in
+    MLflow with its lineage: the one training path of the ``model`` and ``bootstrap`` stages.
 
     The run folder is named after the dataset version and the settings, inside the lake, so a crashed run
     resumes from its newest checkpoint when the asset is materialised again.
     """
-    store = lake.lake()
     if not store.is_local:
         raise ValueError("training reads and checkpoints on a local or mounted data root; stage the lake locally")
-    ds = _latest_metadata(context, "dataset")
-    version = ds["version"]
-    pattern, manifest = dataset_shards(store, version)
-    model_config = model_settings.config()
+    pattern, manifest = dataset_shards(store, dataset_version)
     settings = asdict(model_config)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
     samples = int(manifest.get("expected_samples_per_epoch") or manifest["samples"])
-    config = model_config.train_config(pattern, max(1, samples), store.path("models/runs"), f"{version[:16]}-{digest}")
+    run_name = f"{dataset_version[:16]}-{digest}"
+    config = model_config.train_config(pattern, max(1, samples), store.path("models/runs"), run_name)
 
     tracker, run_id = open_tracking(context, mlflow, store).result()
-    tracker.log_params(run_id, {f"train.{k}": v for k, v in settings.items()} | {"dataset.version": version})
-    tracker.set_tags(run_id, {"dataset.version": version, "dataset.manifest": ds["manifest"]})
+    tracker.log_params(run_id, {f"train.{k}": v for k, v in settings.items()} | {"dataset.version": dataset_version})
+    lineage = {"dataset.version": dataset_version, "dataset.manifest": manifest_uri, **tags}
+    tracker.set_tags(run_id, lineage)
 
     invocation = PipesSubprocessClient().run(
         command=[sys.executable, "-m", "infra.launchers.train_pipes"],
@@ -66,26 +97,71 @@ def model(
         },
     )
     reported = {k: v.value for k, v in invocation.get_materialize_result().metadata.items()}
-    checkpoint = reported["checkpoint"]
-    clip, _, _ = load_trained(checkpoint, config.model, config.model_config)
-    lineage = {"dataset.version": version, "dataset.manifest": ds["manifest"], "dagster.run_id": context.run.run_id}
-    registered = log_clip_model(tracker, run_id, clip, model_config.registered_model, lineage)
+    model, _, _ = load_trained(reported["checkpoint"], config.model, config.model_config)
+    log = log_coca_model if config.is_coca else log_clip_model
+    name = model_config.registered_model
+    registered = log(
+        tracker,
+        run_id,
+        model,
+        name,
+        lineage | {"dagster.run_id": context.run.run_id},
+        architecture=config.model,
+        architecture_config=config.model_config,
+    )
     describe_model_version(
         tracker,
-        model_config.registered_model,
+        name,
         registered,
-        f"{config.model} trained by open_clip_train on dataset {version} ({manifest['samples']} samples, "
+        f"{config.model} trained by open_clip_train on dataset {dataset_version} ({manifest['samples']} samples, "
         f"{reported['steps']} steps, final loss {reported['final_loss']:.4g}); Dagster run {context.run.run_id}.",
         {"dataset.samples": manifest["samples"], "train.final_loss": reported["final_loss"]},
     )
+    return Trained(reported, config, name, registered, int(manifest["samples"]), tracker, run_id)
+
+
+def evaluate_checkpoint(
+    store: Lake, checkpoint: str, architecture: str, architecture_config: dict | None, sets: EvaluationConfig
+) -> SuiteResult:
+    """The evaluation suite on a trained checkpoint, on the GPU when there is one."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, preprocess, tokenizer = load_trained(checkpoint, architecture, architecture_config, device=device)
+    return run_suite(model, tokenizer, preprocess, store, sets, device=device)
+
+
+def trained_metadata(trained: Trained) -> dict[str, Any]:
+    """What a training asset shows: the Pipes report, the dataset, the architecture and the registered version."""
+    return {
+        **{k: MetadataValue.text(str(v)) if isinstance(v, str) else v for k, v in trained.reported.items()},
+        "model": MetadataValue.text(trained.config.model),
+        "model_config": MetadataValue.json(trained.config.model_config or {}),
+        "registered_model": MetadataValue.text(f"{trained.registered_model}/{trained.version}"),
+        **tracking_metadata(trained.tracker, trained.run_id),
+    }
+
+
+@stage_asset("model", kinds={"pytorch", "mlflow"})
+def model(
+    context: AssetExecutionContext,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    model_settings: ModelSettings,
+) -> MaterializeResult:
+    """A CLIP model trained on the latest dataset version, logged and registered in MLflow with its lineage; the
+    round of the CapFilt loop it closes (1 when a stage used the bootstrap's model) is tagged."""
+    store = lake.lake()
+    ds = _latest_metadata(context, "dataset")
+    round_tag = {ROUND_TAG: str(curation_round(store))}
+    trained = train_registered(
+        context, store, mlflow, model_settings.config(), ds["version"], ds["manifest"], round_tag
+    )
     return MaterializeResult(
         metadata={
-            **{k: MetadataValue.text(str(v)) if isinstance(v, str) else v for k, v in reported.items()},
-            "dataset_version": MetadataValue.text(version),
-            "model": MetadataValue.text(config.model),
-            "model_config": MetadataValue.json(config.model_config or {}),
-            "registered_model": MetadataValue.text(f"{model_config.registered_model}/{registered}"),
-            **tracking_metadata(tracker, run_id),
+            **trained_metadata(trained),
+            "dataset_version": MetadataValue.text(ds["version"]),
+            "round": MetadataValue.int(int(round_tag[ROUND_TAG])),
         }
     )
 
@@ -98,58 +174,56 @@ def evaluation(
     model_settings: ModelSettings,
     evaluation_settings: EvaluationSettings,
 ) -> MaterializeResult:
-    """Zero-shot top-1/top-5/mean per-class recall and retrieval R@1/5/10, per set, compared with the last model."""
+    """Zero-shot top-1/top-5/mean per-class recall and retrieval R@1/5/10, per set, compared with the last model
+    and, when the loop ran, with the bootstrap's round-0 model."""
     store = lake.lake()
-    import torch
-
-    from ops.evaluation import entry_counts_from_table, load_classification_set, neglected_tails, retrieval, zero_shot
-
     trained = _latest_metadata(context, "model")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     architecture = model_settings.config()
-    clip, preprocess, tokenizer = load_trained(
-        trained["checkpoint"], architecture.architecture, architecture.architecture_config, device=device
+    suite = evaluate_checkpoint(
+        store,
+        trained["checkpoint"],
+        architecture.architecture,
+        architecture.architecture_config,
+        evaluation_settings.config(),
     )
+    metrics = suite.metrics
     tracker, parent = open_tracking(context, mlflow, store).result()
     run_id = tracker.evaluation_run_for(context.run.run_id, parent, trained["registered_model"])
-    counts = {}
-    if store.exists(ENTRY_COUNTS):
-        counts = entry_counts_from_table(store.read_parquet(ENTRY_COUNTS))
-    metrics: dict[str, float] = {}
     tails_md = []
-    sets = evaluation_settings.config()
-    for prefix in sets.classification_sets:
-        name = prefix.rstrip("/").rsplit("/", 1)[-1]
-        result = zero_shot(clip, tokenizer, preprocess, store, load_classification_set(store, prefix), device=device)
-        for key, value in result["metrics"].items():
-            metrics[f"eval/{name}/{key}"] = float(value)
-        for lang, values in result["by_language"].items():
-            for key, value in values.items():
-                metrics[f"eval/{name}/{lang}/{key}"] = float(value)
-        tails = neglected_tails(result["per_class"], counts)
+    for name, tails in suite.tails.items():
         store.write_parquet(f"evaluation/{trained['mlflow_run_id']}/{name}.parquet", tails)
         tracker.log_json(run_id, tails.to_pylist(), f"evaluation/{name}/neglected_tails.json")
         tails_md.append(f"**{name}** (rarest classes first)\n\n{markdown_table(tails, limit=12)}")
-    for prefix in sets.retrieval_sets:
-        name = prefix.rstrip("/").rsplit("/", 1)[-1]
-        for key, value in retrieval(clip, tokenizer, preprocess, store, prefix, device=device).items():
-            metrics[f"eval/{name}/{key}"] = float(value)
-    tracker.log_metrics(run_id, metrics)
+    round0 = _round0_metrics(store, trained)
+    tracker.log_metrics(run_id, metrics | {f"round0/{k}": v for k, v in round0.items()})
     previous = _previous_metrics(tracker, trained["registered_model"], metrics)
     name, version = trained["registered_model"].split("/")
-    tops = [k for k in metrics if k.endswith("/top1") and k.count("/") == 2]
-    headline = tops[0] if tops else next(iter(metrics), None)
+    headline = suite.headline
     champion = record_evaluation(tracker, name, version, metrics, headline) if headline else None
     return MaterializeResult(
         metadata={
             **{k: MetadataValue.float(v) for k, v in metrics.items()},
             "model": MetadataValue.text(trained["registered_model"]),
+            "round": MetadataValue.int(int(trained.get("round", 0))),
             "champion": MetadataValue.text(f"{name}/{champion} by {headline}" if champion else "no metric to rank by"),
             "vs_previous_model": MetadataValue.json(previous),
+            "vs_round_0": MetadataValue.json(
+                {k: round(v - round0[k], 6) for k, v in metrics.items() if k in round0}
+                if round0
+                else "no round-0 model this run (the bootstrap is not used)"
+            ),
             "neglected_tails": MetadataValue.md("\n\n".join(tails_md) or "_no classification set configured_"),
             **tracking_metadata(tracker, run_id),
         }
     )
+
+
+def _round0_metrics(store: Lake, trained: dict) -> dict[str, float]:
+    """The bootstrap's round-0 scores when the evaluated model closed round 1, else nothing."""
+    if int(trained.get("round", 0)) != 1 or not store.exists(BOOTSTRAP_OUTPUT):
+        return {}
+    found = store.read_json(BOOTSTRAP_OUTPUT).get("model")
+    return dict(found["metrics"]) if found else {}
 
 
 def _previous_metrics(tracker, current_model: str, metrics: dict[str, float]) -> dict[str, float]:

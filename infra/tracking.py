@@ -27,6 +27,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from infra.credentials import refuse_credentials
+from ops.bootstrap import BootstrapModel
 from ops.quality.clip_score import ClipModelSpec
 from ops.quality.config import ClipScoreConfig
 from ops.report import StageReport
@@ -36,6 +37,7 @@ DAGSTER_RUN_TAG = "dagster.run_id"
 KIND_TAG = "clipfoundry.kind"  # run (one per Dagster run), shard (one per partition of it), evaluation
 PARTITION_TAG = "dagster.partition"
 PARENT_TAG = "mlflow.parentRunId"
+ROUND_TAG = "clipfoundry.round"  # the CapFilt round a model closes: 0 the bootstrap, 1 the model trained after it
 # Dagster's end of a run -> MLflow's
 END_STATUS = {"SUCCESS": "FINISHED", "FAILURE": "FAILED", "CANCELED": "KILLED"}
 ARCHITECTURE_TAG = "open_clip.architecture"
@@ -283,11 +285,22 @@ def record_evaluation(tracker: Tracker, name: str, version: str, metrics: Mappin
     return best
 
 
-def resolve_clip_model(clip: ClipScoreConfig, tracker: Tracker) -> tuple[ClipModelSpec | None, str]:
+def resolve_clip_model(
+    clip: ClipScoreConfig, tracker: Tracker, bootstrap: BootstrapModel | None = None
+) -> tuple[ClipModelSpec | None, str]:
     """The CLIP model a quality setting names, resolved now (a registered model's newest version is looked up in
-    the registry), or None, with a sentence for the UI saying which model scores or why none does."""
-    if clip.model is None:
+    the registry; ``bootstrap`` is the round-0 model when the setting names it), or None, with a sentence for
+    the UI saying which model scores or why none does."""
+    if not clip.configured:
         return None, "no CLIP model configured"
+    if clip.bootstrap:
+        if bootstrap is None:
+            raise ValueError("the CLIP score names the bootstrap model, but none was given")
+        if bootstrap.architecture_config is not None:
+            register_model_config(bootstrap.architecture, bootstrap.architecture_config)
+        uri = tracker.model_version_uri(bootstrap.registered_model, bootstrap.version)
+        spec = ClipModelSpec(model=bootstrap.architecture, mlflow_uri=uri, source=bootstrap.uri)
+        return spec, f"{spec.name} (bootstrap, round 0)"
     if clip.architecture_config is not None:
         register_model_config(clip.model, clip.architecture_config)
     uri, source = clip.mlflow_uri, None

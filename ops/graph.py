@@ -104,6 +104,7 @@ def stages() -> dict[str, Stage]:
     Built on first use rather than at import: the declarations import each stage's vocabulary and configs, and
     the stage modules import this module, so building it at import time would tie them in a knot.
     """
+    from ops.bootstrap import BootstrapConfig
     from ops.crawl.reasons import PAIR_REASONS
     from ops.crawl.shard import CrawlConfig, record_problems
     from ops.curation.config import CurationConfig
@@ -118,7 +119,7 @@ def stages() -> dict[str, Stage]:
     from ops.evaluation.config import EvaluationConfig
     from ops.guardrails import GuardrailConfig
     from ops.quality.config import QualityConfig
-    from ops.quality.reasons import CLIP_SCORE_REASONS, JUDGE_SCORE_REASONS
+    from ops.quality.reasons import CLIP_SCORE_REASONS, HEURISTIC_REASONS, JUDGE_SCORE_REASONS
     from ops.quality.reasons import REASONS as QUALITY_REASONS
     from ops.recaption.shard import REASONS as RECAPTION_REASONS
     from ops.recaption.shard import RecaptionConfig
@@ -211,10 +212,40 @@ def stages() -> dict[str, Stage]:
                 output="curation/entry_counts/counts.parquet",
             ),
             Stage(
+                "heuristics",
+                "shard",
+                "quality",
+                "metadata rules before any model (DataComp basic preset, each rule settable): language, caption "
+                "length, shorter side, aspect ratio",
+                reasons=HEURISTIC_REASONS,
+                settings=(QualityConfig,),
+            ),
+            Stage(
+                "bootstrap",
+                "global",
+                "bootstrap",
+                "round 0 of the CapFilt loop: a CoCa trained (open_clip_train, torchrun via Pipes) on what curation "
+                "and the heuristics kept, balanced; registered in MLflow and scored zero-shot. The CLIP score, judge "
+                "and captioner whose settings name it use it; nothing is trained when none does",
+                reads=("heuristics", "entry_counts"),
+                settings=(
+                    BootstrapConfig,
+                    QualityConfig,
+                    RecaptionConfig,
+                    DatasetConfig,
+                    CurationConfig,
+                    EvaluationConfig,
+                ),
+                output="bootstrap/model.json",
+                trigger="once",
+                pool="gpu",
+            ),
+            Stage(
                 "clip_scores",
                 "shard",
                 "quality",
                 "raw CLIP score of every sample entering quality, kept apart so a top fraction can span all shards",
+                reads=("bootstrap",),
                 annotates=True,
                 reasons=CLIP_SCORE_REASONS,
                 settings=(QualityConfig,),
@@ -237,6 +268,7 @@ def stages() -> dict[str, Stage]:
                 "quality",
                 "the pair judge's (bootstrapped CoCa) similarity and caption likelihood for every sample entering "
                 "quality; every sample marked unscored (`judge_off`) when the judge is not in mode `pairs`",
+                reads=("bootstrap",),
                 annotates=True,
                 reasons=JUDGE_SCORE_REASONS,
                 settings=(QualityConfig,),
@@ -257,7 +289,7 @@ def stages() -> dict[str, Stage]:
                 "quality",
                 "shard",
                 "quality",
-                "heuristic rules (DataComp basic preset, each rule settable), CLIP score, VLM judge; the first filter "
+                "the model filters on what the heuristics kept: CLIP score, then the VLM judge; the first filter "
                 "that refuses a sample names it",
                 reads=("clip_scores", "clip_score_threshold", "judge_scores", "judge_score_threshold"),
                 reasons=QUALITY_REASONS,
@@ -277,6 +309,7 @@ def stages() -> dict[str, Stage]:
                 "shard",
                 "recaption",
                 "a VLM caption beside the raw one; none invented when no captioner is configured",
+                reads=("bootstrap",),
                 reasons=RECAPTION_REASONS,
                 settings=(RecaptionConfig,),
                 pool="gpu",
@@ -362,11 +395,13 @@ def triggering_deps(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(per-shard deps, global deps) whose updates should re-run per-shard stage ``name``.
 
     A per-shard dep that feeds one of the stage's global deps is left out: its update reaches the stage through
-    that global step, which says which shards it affected, instead of running the stage ahead of it.
+    that global step, which says which shards it affected, instead of running the stage ahead of it. A global step
+    that does not follow its inputs' updates (``once``) passes nothing on, so what feeds it still triggers directly.
     """
     s = stage(name)
     global_deps = tuple(d for d in s.deps if not stage(d).per_shard)
-    behind_globals = set().union(*(ancestors(g) for g in global_deps)) if global_deps else set()
+    following = [g for g in global_deps if stage(g).trigger == "updates"]
+    behind_globals = set().union(*(ancestors(g) for g in following)) if following else set()
     shard_deps = tuple(d for d in s.deps if stage(d).per_shard and d not in behind_globals)
     return shard_deps, global_deps
 
@@ -377,13 +412,6 @@ def level(name: str) -> int:
     together, per-shard ones in one run per shard."""
     s = stage(name)
     return max((level(d) + (1 if s.per_shard and not stage(d).per_shard else 0) for d in s.deps), default=0)
-
-
-def depth(name: str) -> int:
-    """The number of stages on the longest path from a source to ``name``, itself excluded: how far back a global
-    step looks for work still in flight (a shard anywhere upstream, or a global step whose output will re-run
-    shards) before it runs."""
-    return max((depth(d) + 1 for d in stage(name).deps), default=0)
 
 
 def waves() -> list[tuple[Scope, list[Stage]]]:

@@ -192,11 +192,14 @@ def _summary(lake: Lake, keys: list[str]) -> None:
 
 
 def _model_summary(instance: DagsterInstance) -> None:
-    """What the global steps produced: the dataset version, the model and its zero-shot scores."""
+    """What the global steps produced: round 0 (the bootstrap CoCa and its zero-shot scores), the dataset version,
+    the final model and its zero-shot scores."""
+    top = ("eval/sample_web/top1", "eval/sample_web/top5", "eval/sample_web/mean_per_class_recall")
     for asset, keys in (
+        ("bootstrap", ("registered_model", "samples", "final_loss", *top)),
         ("dataset", ("version", "samples")),
         ("model", ("registered_model", "steps", "first_loss", "final_loss")),
-        ("evaluation", ("eval/sample_web/top1", "eval/sample_web/top5", "eval/sample_web/mean_per_class_recall")),
+        ("evaluation", (*top, "round")),
     ):
         records = instance.fetch_materializations(AssetKey(asset), limit=1).records
         if records:

@@ -116,8 +116,8 @@ class ClipScorer:
 def clip_score_shard(lake: Lake, shard: str, scorer: ClipScorer | None, batch_size: int = 64) -> StageReport:
     """Score every sample entering quality and publish ``quality/clip/<shard>.parquet`` and its report.
 
-    Every entering sample is scored, not only those the heuristics keep, so the scores describe the pool and
-    stay valid when the heuristics change. Kept means "has a finite score". Without a scorer (none configured,
+    The samples entering quality are those the heuristics stage kept: pixels are read only for samples a rule
+    has not already refused. Kept means "has a finite score". Without a scorer (none configured,
     or no model registered yet) every sample is recorded as unscored (``no_model``), never given a made-up score.
     """
 

@@ -43,11 +43,13 @@ class ClipScoreConfig:
     """Which CLIP model scores the pairs, and the filter on its score.
 
     The weights come from exactly one of: an open_clip ``pretrained`` tag or checkpoint path, an MLflow
-    ``mlflow_uri`` (``runs:/…`` or ``models:/…``), or the newest version of ``registered_model`` once one exists
-    (the model this pipeline trained). ``model`` is the open_clip architecture (with ``architecture_config`` for
-    a custom one); without it there is no CLIP score. The filter is an absolute ``threshold`` or a
-    ``top_fraction`` over all shards; the global threshold of a top fraction moves only when the share it keeps
-    drifts more than ``tolerance`` from the target, so adding a shard rarely changes older shards' decisions.
+    ``mlflow_uri`` (``runs:/…`` or ``models:/…``), the newest version of ``registered_model`` once one exists
+    (the model this pipeline trained on an earlier run), or ``bootstrap``: the round-0 model the graph trains in
+    this run (:mod:`ops.bootstrap`), architecture included. Otherwise ``model`` is the open_clip architecture
+    (with ``architecture_config`` for a custom one); without it there is no CLIP score. The filter is an absolute
+    ``threshold`` or a ``top_fraction`` over all shards; the global threshold of a top fraction moves only when the
+    share it keeps drifts more than ``tolerance`` from the target, so adding a shard rarely changes older shards'
+    decisions.
     """
 
     model: str | None = None
@@ -55,21 +57,32 @@ class ClipScoreConfig:
     mlflow_uri: str | None = None
     registered_model: str | None = None
     architecture_config: dict[str, Any] | None = None
+    bootstrap: bool = False
     threshold: float | None = None
     top_fraction: float | None = None
     tolerance: float = 0.01
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        if self.model is None:
+        if self.bootstrap:
+            if self.model is not None or self.architecture_config is not None:
+                raise ValueError("a CLIP score from the bootstrap takes its architecture from it: leave model unset")
+        elif self.model is None:
             return
         sources = [s for s in (self.pretrained, self.mlflow_uri, self.registered_model) if s is not None]
-        if len(sources) != 1:
-            raise ValueError("a CLIP score needs weights: set exactly one of pretrained, mlflow_uri, registered_model")
+        if len(sources) != (0 if self.bootstrap else 1):
+            raise ValueError(
+                "a CLIP score needs weights: set exactly one of pretrained, mlflow_uri, registered_model, bootstrap"
+            )
         if (self.threshold is None) == (self.top_fraction is None):
             raise ValueError("with a CLIP model, set exactly one of threshold and top_fraction")
         if self.top_fraction is not None and not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"top_fraction must be in (0, 1], got {self.top_fraction}")
+
+    @property
+    def configured(self) -> bool:
+        """Whether the settings ask for a CLIP score at all."""
+        return self.model is not None or self.bootstrap
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ threshold (:mod:`ops.quality.topfraction`): one shard's scores in memory at a ti
 pair when each configured score reaches its threshold, and records which one it missed; it refuses a shard whose
 scores are missing, are for other samples, or are not those the thresholds were computed over.
 
-Scoring every entering sample, not only what the cheaper filters keep, makes the table describe the pool and stay
-valid when the heuristics or the CLIP threshold change; the fractions are therefore shares of the pool entering
-quality. The pass is resumable (:func:`ops.quality.checkpoint.run_batches`). When the judge is not a pair judge,
-both steps still run, cheaply: every sample is recorded as unscored (``judge_off``) and the thresholds as not
-configured, so the graph is the same in every profile.
+Scoring every sample entering quality (what the heuristics stage kept), not only what the CLIP score keeps, makes
+the table describe that pool and stay valid when the CLIP threshold changes; the fractions are therefore shares
+of the pool entering quality. The pass is resumable (:func:`ops.quality.checkpoint.run_batches`). When the judge
+is not a pair judge, both steps still run, cheaply: every sample is recorded as unscored (``judge_off``) and the
+thresholds as not configured, so the graph is the same in every profile.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The fixed vocabulary of the quality stage, in precedence order: a sample failing several checks carries the
-first one. Cheap metadata checks come first, then the CLIP score, then the VLM judge, which only ever sees the
-samples every earlier check kept (it is by far the most expensive)."""
+"""The fixed vocabularies of the heuristics and quality stages, in precedence order: a sample failing several checks
+carries the first one. Cheap metadata checks come first (their own stage), then the CLIP score, then the VLM
+judge, which only ever sees the samples every earlier check kept (it is by far the most expensive)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ JUDGE_LIKELIHOOD_LOW = "judge_likelihood_low"  # the caption is unlikely under t
 
 HEURISTIC_REASONS = (LANGUAGE, CAPTION_TOO_SHORT, CAPTION_TOO_LONG, IMAGE_TOO_SMALL, ASPECT_RATIO, UNDECODABLE)
 REASONS: tuple[str, ...] = (
-    *HEURISTIC_REASONS,
+    UNDECODABLE,
     NAN_SCORE,
     CLIP_SCORE_LOW,
     JUDGE_UNPARSEABLE,

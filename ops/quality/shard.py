@@ -1,12 +1,13 @@
 """The quality op: one shard's entering samples in, ``quality/<shard>.parquet`` out, every sample a row.
 
-Filters run cheapest first and each later one only sees what the earlier ones kept: metadata heuristics (no
-pixels), the CLIP score (read from the ``clip_scores`` stage's table, which the graph runs first), then the VLM
-judge. The tar is opened only when a model filter has samples to look at. A filter without a model is not run
-and the report says so; nothing is scored or kept on a model's behalf that did not run. The judge is a prompted
-VLM (modes ``generate``/``logits``) or a pair scorer such as the bootstrapped CoCa (mode ``pairs``: scores and
-global thresholds read from the ``judge_scores`` and ``judge_score_threshold`` stages, :mod:`ops.quality.judge_scores`);
-``judge_model`` names the model that judged each pair.
+The metadata heuristics ran before, as their own stage (:mod:`ops.quality.heuristics`); here the model filters
+run, cheapest first, each later one seeing only what the earlier ones kept: the CLIP score (read from the
+``clip_scores`` stage's table, which the graph runs first), then the VLM judge. The tar is opened only when a
+model filter has samples to look at. A filter without a model is not run and the report says so; nothing is
+scored or kept on a model's behalf that did not run. The judge is a prompted VLM (modes ``generate``/``logits``)
+or a pair scorer such as the bootstrapped CoCa (mode ``pairs``: scores and global thresholds read from the
+``judge_scores`` and ``judge_score_threshold`` stages, :mod:`ops.quality.judge_scores`); ``judge_model`` names
+the model that judged each pair.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from ops.quality import reasons as R
 from ops.quality.checkpoint import Checkpoint, run_batches
 from ops.quality.clip_score import read_clip_scores, read_clip_threshold, scores_model
 from ops.quality.config import QualityConfig
-from ops.quality.heuristics import heuristic_reason
 from ops.quality.judge import PAIRS, JudgeConfig, check_judge, judge_pairs
 from ops.quality.judge_scores import JudgeThreshold, pair_verdicts, read_judge_threshold
 from ops.report import StageReport
@@ -63,21 +63,11 @@ def quality_shard(
     def decide(samples: pa.Table) -> Decisions:
         uids = samples["uid"].to_pylist()
         texts = samples["text"].to_pylist()
-        rules = config.heuristics.resolve()
-        reasons = [
-            heuristic_reason(t, lang, w, h, rules)
-            for t, lang, w, h in zip(
-                texts,
-                samples["lang"].to_pylist(),
-                samples["original_width"].to_pylist(),
-                samples["original_height"].to_pylist(),
-                strict=True,
-            )
-        ]
-        extra: dict = {"heuristics": json.dumps(asdict(rules), default=str)}
+        reasons = [""] * len(uids)
+        extra: dict = {}
         clip_scores: list[float | None] = [None] * len(uids)
-        model = scores_model(lake, shard) if config.clip.model is not None else None
-        if config.clip.model is None:
+        model = scores_model(lake, shard) if config.clip.configured else None
+        if not config.clip.configured:
             extra["clip_score"] = "no CLIP model configured"
         elif model is None:
             extra["clip_score"] = "no CLIP model to score with yet (see clip_scores)"
@@ -139,7 +129,7 @@ def quality_shard(
         )
         return Decisions(table, extra=extra, after_publish=staged.clear if staged is not None else None)
 
-    columns = ["key", "text", "lang", "original_width", "original_height"]
+    columns = ["key", "text"]
     return run_shard_stage(lake, graph.stage("quality"), shard, decide, columns=columns)
 
 

@@ -91,6 +91,8 @@ class ModelConfig:
     dataset_resampled: bool = True
     registered_model: str = "clipfoundry-clip"
     retrain_cron: str | None = None
+    coca_caption_loss_weight: float = 2.0  # read only when the architecture is a CoCa
+    coca_contrastive_loss_weight: float = 1.0
 
     def train_config(self, train_data: str, samples: int, logs: str, name: str) -> TrainConfig:
         return TrainConfig(
@@ -110,6 +112,8 @@ class ModelConfig:
             synthetic_caption_prob=self.synthetic_caption_prob,
             online_curation=self.online_curation,
             seed=self.seed,
+            coca_caption_loss_weight=self.coca_caption_loss_weight,
+            coca_contrastive_loss_weight=self.coca_contrastive_loss_weight,
             extra_args=("--dataset-resampled",) if self.dataset_resampled else (),
         )
 

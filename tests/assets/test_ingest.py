@@ -10,26 +10,38 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
+from assets.bootstrap import bootstrap
 from assets.crawl import crawl
 from assets.curation import curation, entry_counts, metaclip_metadata
 from assets.dataset import dataset
 from assets.dedup import dedup, dedup_index, image_hashes
 from assets.download import download
-from assets.quality import clip_score_threshold, clip_scores, judge_score_threshold, judge_scores, quality
+from assets.quality import (
+    clip_score_threshold,
+    clip_scores,
+    heuristics,
+    judge_score_threshold,
+    judge_scores,
+    quality,
+)
 from assets.recaption import recaption
 from assets.safety import safety
 from assets.settings import as_resource
 from assets.training import evaluation, model
 from infra.tracking import Tracker, default_tracking_uri
+from ops.bootstrap import BOOTSTRAP, BootstrapConfig
 from ops.curation import BalanceConfig, CurationConfig, spacing
 from ops.curation.stage import ENTRY_COUNTS
 from ops.dataset.writer import LATEST, DatasetConfig, decisions_path
 from ops.evaluation.config import EvaluationConfig
 from ops.quality.config import ClipScoreConfig, QualityConfig
+from ops.quality.judge import JudgeConfig
+from ops.recaption.shard import RecaptionConfig
 from ops.training.config import ModelConfig
 from pipelines.partitions import shards
 from pipelines.profiles import SAMPLE_WEB_METADATA, resources
 from tests.conftest import REPO
+from tests.ops.training.tiny import TINY_COCA_CONFIG, TINY_COCA_MODEL
 
 
 def _demo_resources(root: Path) -> dict:
@@ -38,6 +50,31 @@ def _demo_resources(root: Path) -> dict:
         return resources("demo")
     finally:
         del os.environ["CLIPFOUNDRY_DATA_ROOT"]
+
+
+def _tiny_loop() -> dict:
+    """The demo's CapFilt settings with a CoCa that trains in seconds, and every scored sample kept."""
+    return {
+        "bootstrap_settings": as_resource(
+            BootstrapConfig(
+                architecture=TINY_COCA_MODEL,
+                architecture_config=TINY_COCA_CONFIG,
+                batch_size=8,
+                epochs=2,
+                lr=1e-3,
+                warmup=2,
+                precision="fp32",
+                registered_model="clipfoundry-test-bootstrap",
+            )
+        ),
+        "quality_settings": as_resource(
+            QualityConfig(
+                clip=ClipScoreConfig(bootstrap=True, top_fraction=1.0),
+                judge=JudgeConfig(model=BOOTSTRAP, backend="coca", mode="pairs", likelihood_top_fraction=1.0),
+            )
+        ),
+        "recaption_settings": as_resource(RecaptionConfig(model=BOOTSTRAP, backend="coca", max_new_tokens=8)),
+    }
 
 
 T_SMALL_WEB = 1  # the small web is tiny: 6 clean captions for its head concept, 1 for many tail concepts
@@ -131,24 +168,45 @@ def test_in_process_two_shards_through_dedup_with_checks_and_mlflow(small_web, d
     plots = [a.path for a in tracker.client.list_artifacts(counts_run.info.run_id, "curation")]
     assert "curation/entry_counts_head_tail.png" in plots
 
-    # quality, safety, recaption with the demo's honest defaults: heuristics only, no model invented
+    # round 0 of the CapFilt loop (the demo's settings name the bootstrap everywhere): the heuristics, then a tiny
+    # CoCa trained on what they and curation kept; top fractions of 1 keep every scored sample here, so the
+    # balancing checks below see the same pool as without models
+    for key in small_web.shards:
+        assert materialize([heuristics], partition_key=key, resources=res, instance=instance).success
+        assert _latest_check_passed(instance, "heuristics")
+    res = {**res, **_tiny_loop()}
+    boot = materialize([bootstrap], resources=res, instance=instance)
+    assert boot.success
+    made = small_web.lake.read_json("bootstrap/model.json")
+    assert made["used_by"] == ["clip_scores", "judge_scores", "recaption"]
+    version = made["model"]["version"]
+    uri = f"models:/clipfoundry-test-bootstrap/{version}"
+    mv = tracker.client.get_model_version("clipfoundry-test-bootstrap", version)
+    assert mv.tags["clipfoundry.round"] == "0" and mv.tags["dataset.version"] == made["model"]["dataset_version"]
+    assert "eval.eval/sample_web/top1" in mv.tags  # round 0's zero-shot score, on the version itself
+    manifest = small_web.lake.read_json(f"dataset/{made['model']['dataset_version']}/manifest.json")
+    assert manifest["settings"]["through"] == "heuristics" and manifest["samples"] == made["model"]["samples"] > 0
+    meta = instance.fetch_materializations(AssetKey("bootstrap"), limit=1).records[0].asset_materialization.metadata
+    assert meta["round"].value == 0 and sorted(meta["affected_shards"].value) == sorted(small_web.shards)
+
+    # round 1: every score, verdict and caption from exactly that version
     for key in small_web.shards:
         assert materialize([clip_scores, judge_scores], partition_key=key, resources=res, instance=instance).success
         assert _latest_check_passed(instance, "clip_scores") and _latest_check_passed(instance, "judge_scores")
-        assert set(small_web.lake.read_json(f"quality/judge_scores/{key}.report.json")["dropped"]) == {"judge_off"}
+        assert small_web.lake.read_json(f"quality/clip/{key}.report.json")["extra"]["model"].endswith(f"@{uri}")
+        assert small_web.lake.read_json(f"quality/judge_scores/{key}.report.json")["extra"]["model"].endswith(uri)
     assert materialize([clip_score_threshold, judge_score_threshold], resources=res, instance=instance).success
-    assert small_web.lake.read_json("quality/judge_threshold.json")["similarity"] is None
     for key in small_web.shards:
         assert materialize([quality, safety, recaption], partition_key=key, resources=res, instance=instance).success
         assert all(_latest_check_passed(instance, a) for a in ("quality", "safety", "recaption"))
         q = small_web.lake.read_json(f"quality/{key}.report.json")
-        assert q["rows_in"] == small_web.lake.read_json(f"curation/{key}.report.json")["rows_kept"]
-        assert q["extra"]["clip_score"] == "no CLIP model to score with yet (see clip_scores)"
-        assert q["extra"]["judge"] == "no judge configured"
-        assert set(q["dropped"]) <= {"language", "caption_too_short", "image_too_small", "aspect_ratio"}
-        assert q["dropped"]  # the sample web's tiny icons, banners and short captions
+        assert q["rows_in"] == small_web.lake.read_json(f"heuristics/{key}.report.json")["rows_kept"]
+        assert q["extra"]["clip_model"].endswith(f"@{uri}") and q["extra"]["judge"].endswith(uri)
+        captions = small_web.lake.read_parquet(f"recaption/{key}.parquet", columns=["synthetic_text", "captioner"])
+        assert set(captions["captioner"].to_pylist()) == {q["extra"]["judge"]}  # the same CoCa captioned
+        assert captions["synthetic_text"].null_count < captions.num_rows
     meta = instance.fetch_materializations(AssetKey("recaption"), limit=1).records[0].asset_materialization.metadata
-    assert meta["captioner"].value == "no captioner configured"
+    assert meta["captioner"].value.endswith(uri)
 
     # dataset: balanced over the global counts; a second materialisation with unchanged inputs keeps the version
     small_t = {

@@ -29,6 +29,7 @@ from PIL import Image
 from infra.lake import Lake
 from ops import download as download_op
 from ops import graph
+from ops.bootstrap import write_bootstrap
 from ops.crawl.shard import CrawlConfig, crawl_shard
 from ops.curation.config import BalanceConfig, CurationConfig
 from ops.curation.metadata import crawl_texts
@@ -37,6 +38,7 @@ from ops.dataset.writer import DatasetConfig, publish_dataset
 from ops.dedup import DedupConfig, build_index, dedup_shard, hash_shard
 from ops.quality.clip_score import ClipScorer, clip_score_shard, clip_threshold
 from ops.quality.config import QualityConfig
+from ops.quality.heuristics import heuristics_shard
 from ops.quality.judge import PAIRS
 from ops.quality.judge_scores import judge_score_shard, judge_threshold
 from ops.quality.shard import quality_shard
@@ -234,6 +236,9 @@ def _runners(lake: Lake, shards: list[str], s: Settings) -> dict[str, object]:
         "metaclip_metadata": lambda: publish_metadata(lake, CurationConfig(metadata_uri=ENTRY_LIST), shards),
         "curation": lambda shard: match_shard(lake, shard, list(s.entries)),
         "entry_counts": lambda: count_entries(lake, list(s.entries), shards),
+        "heuristics": lambda shard: heuristics_shard(lake, shard, s.quality.heuristics.resolve()),
+        # the models are objects the test builds (``Settings``), so no stage uses a bootstrapped one
+        "bootstrap": lambda: write_bootstrap(lake, None, []),
         "clip_scores": lambda shard: clip_score_shard(lake, shard, s.scorer, s.clip_batch_size),
         "clip_score_threshold": lambda: clip_threshold(
             lake, shards, s.quality.clip.top_fraction, s.quality.clip.tolerance

@@ -28,7 +28,7 @@ def test_every_dependency_is_declared_before_the_stage_that_reads_it():
 
 def test_flowing_stages_chain_and_each_takes_the_previous_one():
     flowing = [s for s in graph.shard_stages() if not s.annotates]
-    assert names(flowing) == ["crawl", "download", "dedup", "curation", "quality", "safety", "recaption"]
+    assert names(flowing) == ["crawl", "download", "dedup", "curation", "heuristics", "quality", "safety", "recaption"]
     assert graph.last_flowing().name == "recaption"
     assert names(graph.flow("recaption")) == names(flowing)
     assert names(graph.flow("download")) == ["crawl", "download"]
@@ -74,7 +74,7 @@ def test_every_per_shard_stage_has_a_vocabulary_and_the_books_checks_are_wired()
     assert graph.stage("download").verify(None, "s", report) == ["tar holds 1 samples, ledger keeps 2"]
 
 
-def test_levels_depths_and_triggers_on_the_real_graph():
+def test_levels_and_triggers_on_the_real_graph():
     levels = {name: graph.level(name) for name in graph.stages()}
     assert levels == {
         "crawl": 0,
@@ -85,29 +85,27 @@ def test_levels_depths_and_triggers_on_the_real_graph():
         "metaclip_metadata": 0,
         "curation": 1,
         "entry_counts": 1,
-        "clip_scores": 1,
-        "clip_score_threshold": 1,
-        "judge_scores": 1,
-        "judge_score_threshold": 1,
-        "quality": 2,
-        "safety": 2,
-        "recaption": 2,
-        "dataset": 2,
-        "model": 2,
-        "evaluation": 2,
+        "heuristics": 1,
+        "bootstrap": 1,
+        "clip_scores": 2,
+        "clip_score_threshold": 2,
+        "judge_scores": 2,
+        "judge_score_threshold": 2,
+        "quality": 3,
+        "safety": 3,
+        "recaption": 3,
+        "dataset": 3,
+        "model": 3,
+        "evaluation": 3,
     }
-    # a global step looks back along its longest path for anything still in flight
-    assert graph.depth("crawl") == 0
-    assert graph.depth("dedup_index") == 3  # crawl, download, image_hashes
-    assert graph.depth("entry_counts") == 6  # ... dedup_index, dedup, curation
-    assert graph.depth("dataset") == 11  # ... clip_scores, clip_score_threshold, quality, safety, recaption
-    assert graph.depth("model") == 12
     # an update of a per-shard input behind a global dep reaches the stage through that global step
     assert graph.triggering_deps("dedup") == ((), ("dedup_index",))
     assert graph.triggering_deps("curation") == (("dedup",), ("metaclip_metadata",))
     assert graph.triggering_deps("quality") == ((), ("clip_score_threshold", "judge_score_threshold"))
-    assert graph.triggering_deps("recaption") == (("safety",), ())
+    assert graph.triggering_deps("recaption") == (("safety",), ("bootstrap",))
     assert graph.triggering_deps("crawl") == ((), ())
+    # the bootstrap trains once: what feeds it still triggers the scores directly, it passes no update on
+    assert graph.triggering_deps("clip_scores") == (("heuristics",), ("bootstrap",))
     assert graph.ancestors("curation") == {
         "crawl",
         "download",
@@ -123,8 +121,10 @@ def test_waves_run_every_stage_once_after_everything_it_reads():
     assert [(scope, names(group)) for scope, group in waves] == [
         ("shard", ["crawl", "download", "image_hashes"]),
         ("global", ["dedup_index", "metaclip_metadata"]),
-        ("shard", ["dedup", "curation", "clip_scores", "judge_scores"]),
-        ("global", ["entry_counts", "clip_score_threshold", "judge_score_threshold"]),
+        ("shard", ["dedup", "curation", "heuristics"]),
+        ("global", ["entry_counts", "bootstrap"]),
+        ("shard", ["clip_scores", "judge_scores"]),
+        ("global", ["clip_score_threshold", "judge_score_threshold"]),
         ("shard", ["quality", "safety", "recaption"]),
         ("global", ["dataset", "model", "evaluation"]),
     ]

@@ -55,7 +55,7 @@ def test_drops_end_the_trail_with_their_reason(lake):
         ("download", False, "http_client_error"),
     ]
     short = trace(lake, uids["short"])
-    assert [r["stage"] for r in short][-1] == "quality" and short[-1]["reason"] == "caption_too_short"
+    assert [r["stage"] for r in short][-1] == "heuristics" and short[-1]["reason"] == "caption_too_short"
 
 
 def test_a_pair_in_two_shards_is_traced_in_both(lake):

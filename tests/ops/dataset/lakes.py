@@ -3,7 +3,7 @@
 Captions name the image's colour ("a red square 3") and red is the head of the entry distribution, so MetaCLIP
 balancing has something to cut. Each sample's position in its shard decides where it is dropped, and by the
 stage that would drop it in production: an empty caption at crawl, a failing URL at download, a repeated image
-at dedup, a caption that names no colour at curation, a two-word caption at quality, an e-mail address at
+at dedup, a caption that names no colour at curation, a two-word caption at heuristics, an e-mail address at
 safety.
 """
 
@@ -55,7 +55,7 @@ def pairs_for(s: int, per_shard: int, rng: np.random.Generator) -> list[Pair]:
         elif kind == 6:
             text = f"an empty frame {i}"  # curation: no_match
         elif kind == 5:
-            text = f"{colour} {i}"  # quality: caption_too_short
+            text = f"{colour} {i}"  # heuristics: caption_too_short
         elif kind == 4:
             text = f"a {colour} square {i}, write to owner{i}@example.com"  # safety: pii_email
         pairs.append(Pair(f"s{s}-{i}", text, image))

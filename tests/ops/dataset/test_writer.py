@@ -24,7 +24,7 @@ from tests.ops.lakes import Settings, ingest, rewrite_tar, run
 from tests.ops.tar_damage import KINDS, damaged
 
 SHARDS = shard_names(2)
-CHAIN = ["crawl", "download", "dedup", "curation", "quality", "safety", "recaption"]
+CHAIN = ["crawl", "download", "dedup", "curation", "heuristics", "quality", "safety", "recaption"]
 
 
 def _ledger_counts(lake, stage, shards=SHARDS):

@@ -1,4 +1,4 @@
-"""A shard as the stages before quality leave it, built by their real ops (:mod:`tests.ops.lakes`).
+"""A shard as the stages before quality's model filters leave it, built by their real ops (:mod:`tests.ops.lakes`).
 
 Each sample is described by a small record so a test reads as its own fixture. Images are smooth random patterns
 of the given size (the size is what the heuristics see); ``image`` changes the sample's image in the download tar
@@ -32,7 +32,7 @@ class Sample:
 
 
 def write_shards(
-    lake: Lake, shards: dict[str, list[Sample]], through: str = "curation", settings: Settings | None = None
+    lake: Lake, shards: dict[str, list[Sample]], through: str = "heuristics", settings: Settings | None = None
 ) -> dict[str, str]:
     """Ingest every shard, run the stages after download through ``through``, then change the tars' images as
     asked; name -> uid over all shards."""
@@ -53,7 +53,7 @@ def write_shards(
     return uids
 
 
-def write_shard(lake: Lake, shard: str, samples: list[Sample], through: str = "curation") -> dict[str, str]:
+def write_shard(lake: Lake, shard: str, samples: list[Sample], through: str = "heuristics") -> dict[str, str]:
     return write_shards(lake, {shard: samples}, through)
 
 

@@ -101,18 +101,18 @@ def test_clip_score_shard_scores_every_entering_sample(tiny_clip, tmp_path: Path
         Sample("bad", image="corrupt"),
         Sample("gone", image="missing"),
         Sample("fail", downloaded=False),
-        Sample("short", text="no"),  # heuristics would drop it, but the pool is scored whole
+        Sample("short", text="no"),  # the heuristics drop it: no model looks at it
     ]
     uids = write_shard(lake, "s0", samples)
     scorer = ClipScorer(ClipModelSpec(model=NAME, pretrained=str(path)))
     report = clip_score_shard(lake, "s0", scorer, batch_size=3)
     table = lake.read_parquet(STAGE.table("s0"))
-    entering = [uids[s.name] for s in samples if s.downloaded]
+    entering = [uids[s.name] for s in samples if s.downloaded and s.name != "short"]
     assert table.schema == SCHEMA
-    assert table["uid"].to_pylist() == entering  # what curation kept, in its order
+    assert table["uid"].to_pylist() == entering  # what the heuristics kept, in its order
     assert check_ledger(table, R.CLIP_SCORE_REASONS, report, entering) == []
     assert conservation_problems(lake, STAGE, "s0") == []
-    assert report.rows_kept == 6 and dict(report.dropped) == {R.UNDECODABLE: 2}
+    assert report.rows_kept == 5 and dict(report.dropped) == {R.UNDECODABLE: 2}
     scores = dict(zip(table["uid"].to_pylist(), table["clip_score"].to_pylist(), strict=True))
     assert np.isnan(scores[uids["bad"]]) and np.isnan(scores[uids["gone"]])
     assert report.extra["model"] == scorer.name

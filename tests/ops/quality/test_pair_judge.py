@@ -31,7 +31,7 @@ MIXED = [
     Sample("gone", image="missing"),
     Sample("failed", downloaded=False),
 ]
-ENTERING = [s.name for s in MIXED if s.downloaded]
+ENTERING = [s.name for s in MIXED if s.downloaded and s.name != "german"]  # the heuristics drop the German one
 PAIRS = JudgeConfig(mode="pairs", similarity_top_fraction=0.6, likelihood_top_fraction=0.6, batch_size=3)
 QUALITY = graph.stage("quality")
 SCORES = graph.stage("judge_scores")
@@ -147,7 +147,7 @@ def test_quality_keeps_what_reaches_every_threshold_and_records_who_judged(tmp_p
     assert check_ledger(table, R.REASONS, written, [uids[n] for n in ENTERING]) == []
     assert conservation_problems(lake, QUALITY, "s0") == []
     rows = by_name(table, uids)
-    assert rows["german"]["reason"] == R.LANGUAGE and rows["german"]["judge_model"] is None
+    assert "german" not in rows  # the heuristics dropped it: never judged
     assert rows["bad"]["reason"] == rows["gone"]["reason"] == R.UNDECODABLE
     for sample in many(6):
         row = rows[sample.name]
@@ -216,9 +216,9 @@ def test_resume_after_interruption_gives_the_same_tables(tmp_path: Path, coca) -
     assert lake.exists(f"{SCORES.home}/.staging/s0/part-000000.parquet")
     second = DiesAfter(coca, 99)
     judge_score_shard(lake, "s0", second, batch_size=3)
-    # 9 entering samples in batches of 3: one saved before the kill; of the two after, the last holds only the
-    # two undecodable images and one more, so both still reach the model
-    assert second.batches == 2
+    # 8 entering samples in batches of 3: one saved before the kill; of the two after, the last holds only the
+    # two undecodable images, so only one more batch reaches the model
+    assert second.batches == 1
     for shard in ("s0", "s1"):  # pandas compares NaN (undecodable) as equal, Arrow does not
         got, expected = (x.read_parquet(SCORES.table(shard)).to_pandas() for x in (lake, whole))
         assert got.equals(expected)

@@ -33,7 +33,13 @@ MIXED = [
     Sample("gone", image="missing"),
     Sample("failed", downloaded=False),
 ]
-ENTERING = [s.name for s in MIXED if s.downloaded]
+HEURISTIC_DROPS = {
+    "german": R.LANGUAGE,
+    "short": R.CAPTION_TOO_SHORT,
+    "small": R.IMAGE_TOO_SMALL,
+    "wide": R.ASPECT_RATIO,
+}
+ENTERING = [s.name for s in MIXED if s.downloaded and s.name not in HEURISTIC_DROPS]  # what the heuristics kept
 QUALITY = graph.stage("quality")
 
 
@@ -49,9 +55,11 @@ def reasons(table, uids: dict[str, str]) -> dict[str, str]:
     return {names[u]: r for u, r in zip(table["uid"].to_pylist(), table["reason"].to_pylist(), strict=True)}
 
 
-def test_heuristics_only_records_missing_models_and_balances(tmp_path: Path) -> None:
+def test_without_models_every_sample_the_heuristics_kept_is_kept_and_balances(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path))
     uids = write_shard(lake, "s0", MIXED)
+    heuristics = lake.read_parquet(graph.stage("heuristics").table("s0"))
+    assert {n: r for n, r in reasons(heuristics, uids).items() if r} == HEURISTIC_DROPS
     lake.delete("download/s0.tar")  # no model filter, so the pixels are never read
     report = quality_shard(lake, "s0", QualityConfig())
     table, written = read(lake)
@@ -64,18 +72,13 @@ def test_heuristics_only_records_missing_models_and_balances(tmp_path: Path) -> 
     assert report.extra["clip_score"] == "no CLIP model configured"
     assert report.extra["judge"] == "no judge configured"
     got = reasons(table, uids)
-    assert [got[u] for u in ("german", "short", "small", "wide")] == [
-        R.LANGUAGE,
-        R.CAPTION_TOO_SHORT,
-        R.IMAGE_TOO_SMALL,
-        R.ASPECT_RATIO,
-    ]
     assert got["bad"] == got["gone"] == ""  # no model looked at pixels, so nothing is known about them
+    assert report.rows_kept == len(entering)
     assert table["clip_score"].null_count == table["judge_score"].null_count == table.num_rows
 
 
-def test_quality_decides_exactly_what_curation_kept(tmp_path: Path) -> None:
-    """The input is the declaration's: what curation kept, after what dedup kept, whatever tables exist."""
+def test_quality_decides_exactly_what_its_input_kept(tmp_path: Path) -> None:
+    """The input is the declaration's: what the heuristics kept, after curation and dedup, whatever tables exist."""
     lake = Lake(str(tmp_path))
     first, second = many(4, "a"), [many(4, "a")[1], Sample("odd", text="zzz qqq xxx"), *many(3, "b")]
     entries = words_of(s.text for s in first + second if s.name != "odd")
@@ -84,7 +87,7 @@ def test_quality_decides_exactly_what_curation_kept(tmp_path: Path) -> None:
     curation = lake.read_parquet(graph.stage("curation").table("s1"))
     assert reasons(dedup, uids)["a001"] == "duplicate_pair"  # the same pair, kept in s0
     assert reasons(curation, uids)["odd"] == "no_match"
-    report = quality_shard(lake, "s1", QualityConfig(heuristics=HeuristicRules(min_side=0)))
+    report = quality_shard(lake, "s1", QualityConfig())
     table, _ = read(lake, "s1")
     assert table["uid"].to_pylist() == [uids[n] for n in ("b000", "b001", "b002")]
     assert report.rows_in == 3 and report.rows_kept == 3
@@ -115,7 +118,7 @@ def test_clip_absolute_threshold(tmp_path: Path, clip) -> None:
     scores = dict(zip(table["uid"].to_pylist(), table["clip_score"].to_pylist(), strict=True))
     got = reasons(table, uids)
     assert got["bad"] == got["gone"] == R.UNDECODABLE
-    assert got["german"] == R.LANGUAGE and scores[uids["german"]] is not None  # scored, but heuristics decide first
+    assert "german" not in got  # the heuristics dropped it before any model looked at it
     for name in (s.name for s in many(4)):
         assert got[name] == ("" if scores[uids[name]] >= 0.0 else R.CLIP_SCORE_LOW)
     assert report.extra["clip_model"] == scorer.name and report.extra["clip_threshold"] == 0.0
@@ -144,15 +147,15 @@ def test_clip_top_fraction_uses_the_global_threshold(tmp_path: Path, clip) -> No
 
 
 def test_scores_of_another_set_of_samples_are_refused(tmp_path: Path, clip) -> None:
-    """Curation changed after the scores were written: quality names the step to re-run instead of deciding part
-    of the pool with old scores."""
+    """Curation, and so what the heuristics kept, changed after the scores were written: quality names the step to
+    re-run instead of deciding part of the pool with old scores."""
     scorer, _ = clip
     lake = Lake(str(tmp_path))
-    samples = [*many(3), Sample("odd", text="zzz qqq xxx")]
+    samples = [*many(3), Sample("odd", text="the quick brown fox jumps over the lazy dog")]
     write_shard(lake, "s0", samples)
     clip_score_shard(lake, "s0", scorer)
     quality_shard(lake, "s0", with_clip(clip))
-    run(lake, ["s0"], "curation", Settings(entries=words_of(s.text for s in many(3))), start="metaclip_metadata")
+    run(lake, ["s0"], "heuristics", Settings(entries=words_of(s.text for s in many(3))), start="metaclip_metadata")
     with pytest.raises(ValueError, match="stale"):
         quality_shard(lake, "s0", with_clip(clip))
 
@@ -191,7 +194,7 @@ def test_tiny_qwen_judge_runs_and_is_parsed_honestly(tmp_path: Path, qwen_judge)
     assert all(rows[uids[n]]["judge_answer"] is not None and rows[uids[n]]["judge_error"] for n in judged)
     assert report.dropped[R.JUDGE_UNPARSEABLE] == 4
     assert report.extra["judge"] == "tiny-qwen2-vl" and report.extra["model_seconds"] > 0
-    assert rows[uids["german"]]["judge_answer"] is None  # dropped by a heuristic, never shown to the judge
+    assert uids["german"] not in rows  # dropped by a heuristic, never shown to the judge
 
 
 def test_logit_judge_scores_every_pair(tmp_path: Path, qwen_judge) -> None:
