@@ -21,7 +21,7 @@ from typing import Any
 
 from infra.lake import Lake
 from ops import graph
-from ops.training.config import ModelConfig, is_coca
+from ops.training.config import ModelConfig, TrainingSettings, is_coca
 
 BOOTSTRAP = "bootstrap"  # the model setting of a judge or captioner that means "the round-0 model of this graph"
 OUTPUT = "bootstrap/model.json"
@@ -29,23 +29,13 @@ COCA_BACKEND = "coca"
 
 
 @dataclass(frozen=True)
-class BootstrapConfig:
+class BootstrapConfig(TrainingSettings):
     """How round 0's model is trained: an open_clip CoCa (name containing "coca", or a custom config with a
     ``multimodal_cfg``) by the same open_clip_train path as ``model``, registered as ``registered_model``."""
 
     architecture: str = "coca_ViT-B-32"
-    architecture_config: dict[str, Any] | None = None
-    batch_size: int = 256
     epochs: int = 2
-    lr: float = 5e-4
-    warmup: int = 500
-    workers: int = 1
-    precision: str = "amp"
-    nproc_per_node: int = 1
-    seed: int = 0
     registered_model: str = "clipfoundry-bootstrap"
-    coca_caption_loss_weight: float = 2.0  # open_clip_train's defaults; a lower caption weight spends a short
-    coca_contrastive_loss_weight: float = 1.0  # round 0 on the towers (the CLIP score) rather than the decoder
 
     def training(self) -> ModelConfig:
         """The training settings as the ``model`` stage's, so both train through one path."""

@@ -67,14 +67,10 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """What the ``model`` stage trains: any open_clip model name (or a custom config registered under that name),
-    and the training settings; each run's data, run folder and name come from the dataset it trains on.
-
-    ``dataset_resampled`` samples shards with replacement so every rank gets the same number of batches (an
-    uneven split of shards over ranks otherwise stalls DDP at the end of an epoch). ``retrain_cron`` set: retrain
-    on that schedule instead of on every new dataset version.
-    """
+class TrainingSettings:
+    """What every training run of the pipeline is set by, the ``model`` stage's and the bootstrap's alike: the
+    open_clip architecture (a name, or a custom config registered under it), optimisation, precision, ranks,
+    seed, the registered model name, and CoCa's two loss weights (read only when the architecture is a CoCa)."""
 
     architecture: str = "ViT-B-32"
     architecture_config: dict[str, Any] | None = None
@@ -85,14 +81,25 @@ class ModelConfig:
     workers: int = 1
     precision: str = "amp"
     nproc_per_node: int = 1
+    seed: int = 0
+    registered_model: str = "clipfoundry-clip"
+    coca_caption_loss_weight: float = 2.0  # open_clip_train's defaults
+    coca_contrastive_loss_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class ModelConfig(TrainingSettings):
+    """What the ``model`` stage trains; each run's data, run folder and name come from the dataset it trains on.
+
+    ``dataset_resampled`` samples shards with replacement so every rank gets the same number of batches (an
+    uneven split of shards over ranks otherwise stalls DDP at the end of an epoch). ``retrain_cron`` set: retrain
+    on that schedule instead of on every new dataset version.
+    """
+
     synthetic_caption_prob: float = 0.0
     online_curation: bool = False
-    seed: int = 0
     dataset_resampled: bool = True
-    registered_model: str = "clipfoundry-clip"
     retrain_cron: str | None = None
-    coca_caption_loss_weight: float = 2.0  # read only when the architecture is a CoCa
-    coca_contrastive_loss_weight: float = 1.0
 
     def train_config(self, train_data: str, samples: int, logs: str, name: str) -> TrainConfig:
         return TrainConfig(
