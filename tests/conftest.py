@@ -28,6 +28,20 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", "89478485")  # OpenCV reads it once, on import (ops.download)
 
 
+# What MLflow or a Tracker leaves in the folder it runs in when something reaches MLflow without the URI it was
+# meant to use (MLflow 3's default store is ./mlflow.db, its default artifact root ./mlruns).
+STRAY = ("mlflow.db", "mlflow.lock", "mlruns", "artifacts")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_stray_tracking_files() -> Iterator[None]:
+    """Fail the session when a test leaves MLflow files in the checkout (a user's own are left alone)."""
+    before = {name for name in STRAY if (REPO / name).exists()}
+    yield
+    left = sorted(name for name in STRAY if (REPO / name).exists() and name not in before)
+    assert not left, f"tests left {left} in {REPO}: some MLflow call ran without the tracking URI it was meant to use"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,6 +4,7 @@ tolerance, and names the shards whose decisions it may change."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,10 @@ def test_loads_a_clip_model_logged_to_mlflow(tiny_clip, tmp_path: Path) -> None:
     import mlflow.pytorch
 
     model, _ = tiny_clip
-    previous = mlflow.get_tracking_uri()
+    # MLflow's global URI is also an environment variable (set_tracking_uri exports it for subprocesses), and
+    # get_tracking_uri() answers MLflow's default when none is set: restoring that default would leave every later
+    # test writing to ./mlflow.db. Restore exactly what was set (None unsets both).
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     images = [decode(jpeg(i)) for i in range(3)]
     texts = ["a", "b c", "a red bicycle"]
