@@ -26,6 +26,7 @@ BENCHMARKS = {
     "quality": "quality and recaption: pipeline overhead around the model (CPU)",
     "training": "training: model wrapper vs plain open_clip_train (CPU)",
     "curation_effect": "curation effect: raw pool vs curated pool at equal samples seen",
+    "capfilt": "CapFilt on the hard web: the round-0 CoCa as filter and captioner, and what each pool trains to",
     "cross_style": "cross-style zero-shot: trained on one emoji art style, evaluated on the other (CPU)",
     "automation": "automation: integrating one new shard after N processed shards (real dagster-daemon)",
     "demo_time": "demo: wall time of the automation-driven graph vs the hand-sequenced plan it replaced",
