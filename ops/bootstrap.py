@@ -17,11 +17,15 @@ trains nothing. Its output, :data:`OUTPUT`, names the registered model version e
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra.lake import Lake
 from ops import graph
 from ops.training.config import ModelConfig, TrainingSettings, is_coca
+
+if TYPE_CHECKING:
+    from ops.quality.config import QualityConfig
+    from ops.recaption.shard import RecaptionConfig
 
 BOOTSTRAP = "bootstrap"  # the model setting of a judge or captioner that means "the round-0 model of this graph"
 OUTPUT = "bootstrap/model.json"
@@ -64,9 +68,8 @@ class BootstrapModel:
         return f"{self.registered_model}/{self.version}"
 
 
-def users(quality: Any, recaption: Any) -> list[str]:
-    """The stages whose settings name the bootstrap model (``quality`` a QualityConfig, ``recaption`` a
-    RecaptionConfig), each checked to be a use the bootstrap can serve."""
+def users(quality: QualityConfig, recaption: RecaptionConfig) -> list[str]:
+    """The stages whose settings name the bootstrap model, each checked to be a use the bootstrap can serve."""
     found = []
     if quality.clip.bootstrap:
         found.append("clip_scores")
